@@ -48,21 +48,6 @@ Napi::Object MapDefObject(Napi::Env env, const bpf_map* map) {
   return def;
 }
 
-Napi::Object MapDefFromFd(Napi::Env env, int fd) {
-  bpf_map_info info = {};
-  __u32 len = sizeof(info);
-  int ret = bpf_obj_get_info_by_fd(fd, &info, &len);
-  if (ret < 0) ThrowErrno(env, ErrFromRet(ret), "bpf_obj_get_info_by_fd");
-  Napi::Object def = Napi::Object::New(env);
-  def.Set("name", Napi::String::New(env, info.name));
-  def.Set("type", info.type);
-  def.Set("keySize", info.key_size);
-  def.Set("valueSize", info.value_size);
-  def.Set("maxEntries", info.max_entries);
-  def.Set("flags", info.map_flags);
-  return def;
-}
-
 class LoadWorker : public PromiseWorker {
  public:
   LoadWorker(Napi::Env env, BpfObject* self, Napi::Object js_self, bpf_object* obj)
@@ -96,9 +81,10 @@ class LoadWorker : public PromiseWorker {
 
 class TestRunWorker : public PromiseWorker {
  public:
-  TestRunWorker(Napi::Env env, int prog_fd, Napi::Buffer<uint8_t> data, uint32_t repeat, uint32_t size_out)
-      : PromiseWorker(env, "mimd:prog_test_run"), fd_(env, prog_fd), data_(data), repeat_(repeat),
-        out_(size_out, 0) {}
+  TestRunWorker(Napi::Env env, int prog_fd, Napi::Buffer<uint8_t> data, std::vector<uint8_t> ctx, uint32_t repeat,
+                uint32_t size_out)
+      : PromiseWorker(env, "mimd:prog_test_run"), fd_(env, prog_fd), data_(data), ctx_(std::move(ctx)),
+        repeat_(repeat), out_(size_out, 0) {}
 
   void Execute() override {
     LIBBPF_OPTS(bpf_test_run_opts, opts);
@@ -107,6 +93,10 @@ class TestRunWorker : public PromiseWorker {
     opts.data_out = out_.data();
     opts.data_size_out = static_cast<__u32>(out_.size());
     opts.repeat = repeat_;
+    if (!ctx_.empty()) {
+      opts.ctx_in = ctx_.data();
+      opts.ctx_size_in = static_cast<__u32>(ctx_.size());
+    }
     int ret = bpf_prog_test_run_opts(fd_.get(), &opts);
     if (ret < 0) {
       Fail(ErrFromRet(ret), "bpf_prog_test_run_opts");
@@ -128,6 +118,7 @@ class TestRunWorker : public PromiseWorker {
  private:
   WorkerFd fd_;
   HeldBuffer data_;
+  std::vector<uint8_t> ctx_;
   uint32_t repeat_;
   std::vector<uint8_t> out_;
   uint32_t retval_ = 0;
@@ -171,6 +162,18 @@ BpfObject::BpfObject(const Napi::CallbackInfo& info) : Napi::ObjectWrap<BpfObjec
   }
   obj_ = info[0].As<Napi::External<bpf_object>>().Data();
   name_ = bpf_object__name(obj_);
+  RecordInnerTemplates();
+}
+
+void BpfObject::RecordInnerTemplates() {
+  bpf_map* map;
+  bpf_object__for_each_map(map, obj_) {
+    const bpf_map* inner = bpf_map__inner_map(map);
+    if (inner == nullptr) continue;
+    inner_templates_[bpf_map__name(map)] = InnerTemplate{
+        bpf_map__name(inner),        static_cast<uint32_t>(bpf_map__type(inner)), bpf_map__key_size(inner),
+        bpf_map__value_size(inner), bpf_map__max_entries(inner),                 bpf_map__map_flags(inner)};
+  }
 }
 
 BpfObject::~BpfObject() {
@@ -278,12 +281,17 @@ Napi::Value BpfObject::Maps(const Napi::CallbackInfo& info) {
     def.Set("pinPath", pin ? Napi::Value(Napi::String::New(env, pin)) : env.Null());
     def.Set("internal", bpf_map__is_internal(map));
     const std::string name = bpf_map__name(map);
-    const bpf_map* inner = bpf_map__inner_map(map);
-    auto inner_fd = inner_fds_.find(name);
-    if (inner != nullptr) {
-      def.Set("inner", MapDefObject(env, inner));
-    } else if (inner_fd != inner_fds_.end()) {
-      def.Set("inner", MapDefFromFd(env, inner_fd->second));
+    auto inner = inner_templates_.find(name);
+    if (inner != inner_templates_.end()) {
+      const InnerTemplate& tpl = inner->second;
+      Napi::Object inner_def = Napi::Object::New(env);
+      inner_def.Set("name", tpl.name);
+      inner_def.Set("type", tpl.type);
+      inner_def.Set("keySize", tpl.key_size);
+      inner_def.Set("valueSize", tpl.value_size);
+      inner_def.Set("maxEntries", tpl.max_entries);
+      inner_def.Set("flags", tpl.flags);
+      def.Set("inner", inner_def);
     } else {
       def.Set("inner", env.Null());
     }
@@ -339,6 +347,12 @@ Napi::Value BpfObject::SetInnerMapFd(const Napi::CallbackInfo& info) {
     ThrowErrno(env, ErrFromRet(ret), "bpf_map__set_inner_map_fd", "map " + name);
   }
   inner_fds_[name] = copy;
+  bpf_map_info inner_info = {};
+  __u32 len = sizeof(inner_info);
+  ret = bpf_obj_get_info_by_fd(copy, &inner_info, &len);
+  if (ret < 0) ThrowErrno(env, ErrFromRet(ret), "bpf_obj_get_info_by_fd", "inner map of " + name);
+  inner_templates_[name] = InnerTemplate{inner_info.name,      inner_info.type,        inner_info.key_size,
+                                         inner_info.value_size, inner_info.max_entries, inner_info.map_flags};
   return env.Undefined();
 }
 
@@ -471,7 +485,13 @@ Napi::Value BpfObject::TestRun(const Napi::CallbackInfo& info) {
   if (input.Has("dataSizeOut") && !input.Get("dataSizeOut").IsUndefined()) {
     size_out = GetUint32(env, input.Get("dataSizeOut"), "dataSizeOut");
   }
-  return (new TestRunWorker(env, prog_fd, data, repeat, size_out))->Start();
+  // The program's context (e.g. struct xdp_md with ingress_ifindex), if given.
+  std::vector<uint8_t> ctx;
+  if (input.Has("ctx") && !input.Get("ctx").IsUndefined()) {
+    Napi::Buffer<uint8_t> ctx_in = GetBuffer(env, input.Get("ctx"), "ctx");
+    ctx.assign(ctx_in.Data(), ctx_in.Data() + ctx_in.Length());
+  }
+  return (new TestRunWorker(env, prog_fd, data, std::move(ctx), repeat, size_out))->Start();
 }
 
 Napi::Value BpfObject::Close(const Napi::CallbackInfo& info) {

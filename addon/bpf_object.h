@@ -60,6 +60,15 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
   std::string name_;
   bool loaded_ = false;
   bool loading_ = false;
+  // Inner templates by outer map name, recorded at open (and on setInnerMapFd):
+  // libbpf frees its copy once the outer map is created, and the kernel
+  // cannot report it, so the object remembers it.
+  struct InnerTemplate {
+    std::string name;
+    uint32_t type, key_size, value_size, max_entries, flags;
+  };
+  std::map<std::string, InnerTemplate> inner_templates_;
+  void RecordInnerTemplates();
   // fds given to bpf_map__set_inner_map_fd: libbpf borrows them until load.
   std::map<std::string, int> inner_fds_;
   // One verifier log buffer shared by all programs: libbpf stops at the first

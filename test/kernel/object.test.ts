@@ -139,7 +139,7 @@ t.test('testRun runs a program on given bytes', async (t) => {
   t.teardown(() => obj.close());
   await obj.load();
   const frame = Buffer.alloc(64, 0xab);
-  const result = await obj.testRun('xdp_pass', frame, 10);
+  const result = await obj.testRun('xdp_pass', frame, { repeat: 10 });
   t.equal(result.retval, 2, 'XDP_PASS');
   t.same(result.data, frame, 'the output bytes are the packet');
   t.type(result.duration, 'number');

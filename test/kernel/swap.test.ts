@@ -1,9 +1,9 @@
 // The point of mimd, against the real kernel: a program loaded once sees a new
 // inner map as soon as it is swapped into a slot.
 import t from 'tap';
-import { BpfObject, BpfMap, MapType, XdpAction } from '../../daemon/src/kernel';
-import { FIREWALL_OBJECT, bpfFds, O_CLOEXEC, openFdCount, u32 } from '../helpers/sandbox';
-import { ipv4Frame, ipv4ToBeU32Buffer } from '../helpers/packet';
+import { BpfObject, BpfMap, MapFlag, MapType, XdpAction } from '../../daemon/src/kernel';
+import { FIREWALL_OBJECT, bpfFds, O_CLOEXEC, openFdCount, u32, vethPair } from '../helpers/sandbox';
+import { arpFrame, ipv4Frame, ipv4Prefix, ipv4ToBeU32Buffer, ipv6Frame } from '../helpers/packet';
 
 const LISTED = '198.51.100.7';
 
@@ -119,4 +119,59 @@ t.test('every bpf fd the addon holds is close-on-exec', async (t) => {
   const fds = bpfFds();
   t.ok(fds.length >= 3, `found ${fds.length} bpf fds`);
   for (const fd of fds) t.ok(fd.flags & O_CLOEXEC, `fd ${fd.fd} (${fd.kind}) has O_CLOEXEC`);
+});
+
+t.test('policy: each interface gets its own trie; the longest prefix decides', async (t) => {
+  const { obj } = await loadFirewall(t);
+  const policy = obj.map('policy');
+  t.teardown(() => policy.close());
+  const net = vethPair(t);
+  const trie = async (rules: [string, number][]): Promise<BpfMap> => {
+    const inner = await BpfMap.create({ type: MapType.LPM_TRIE, keySize: 8, valueSize: 4, maxEntries: 16384, flags: MapFlag.NO_PREALLOC });
+    for (const [prefix, verdict] of rules) await inner.update(ipv4Prefix(prefix), u32(verdict));
+    return inner;
+  };
+  const DROP = 1;
+  const PASS = 0;
+  const strict = await trie([['10.0.0.0/8', DROP], ['10.1.0.0/16', PASS]]);
+  t.teardown(() => strict.close());
+  const lenient = await trie([['10.0.0.0/8', PASS]]);
+  t.teardown(() => lenient.close());
+  const run = async (src: string, ifindex: number): Promise<number> =>
+    (await obj.testRun('xdp_firewall', ipv4Frame({ src, dst: '192.0.2.1' }), { ingressIfindex: ifindex })).retval;
+
+  t.equal(await run('10.2.3.4', net.hostIfindex), XdpAction.PASS, 'no trie for the interface: pass');
+  await policy.update(u32(net.hostIfindex), u32(strict.fd));
+  t.equal(await run('10.2.3.4', net.hostIfindex), XdpAction.DROP, '/8 drop');
+  t.equal(await run('10.1.3.4', net.hostIfindex), XdpAction.PASS, 'longer /16 pass wins');
+  t.equal(await run('11.0.0.1', net.hostIfindex), XdpAction.PASS, 'no match: pass');
+  t.equal(await run('10.2.3.4', 1), XdpAction.PASS, 'another interface is not affected');
+
+  await policy.update(u32(net.hostIfindex), u32(lenient.fd), 'exist');
+  t.equal(await run('10.2.3.4', net.hostIfindex), XdpAction.PASS, 'replaced trie passes');
+  t.equal(await policy.delete(u32(net.hostIfindex)), true);
+  t.equal(await run('10.2.3.4', net.hostIfindex), XdpAction.PASS);
+  t.equal(obj.mapDef('policy').inner?.type, MapType.LPM_TRIE);
+});
+
+t.test('non-IPv4 and runt frames pass; counters count per verdict', async (t) => {
+  const { obj, blocklist } = await loadFirewall(t);
+  const counters = obj.map('counters');
+  t.teardown(() => counters.close());
+  const listing = await blocklistInner([LISTED]);
+  t.teardown(() => listing.close());
+  await blocklist.update(u32(2), u32(listing.fd));
+  t.equal((await obj.testRun('xdp_firewall', ipv6Frame({ src: '2001:db8::1', dst: '2001:db8::2' }))).retval, XdpAction.PASS);
+  t.equal((await obj.testRun('xdp_firewall', arpFrame())).retval, XdpAction.PASS);
+  t.equal((await obj.testRun('xdp_firewall', Buffer.alloc(20))).retval, XdpAction.PASS, 'runt frame');
+  t.equal((await obj.testRun('xdp_firewall', ipv4Frame({ src: LISTED, dst: '192.0.2.1' }))).retval, XdpAction.DROP);
+  const sum = (index: number): bigint => {
+    const value = counters.lookup(u32(index));
+    let total = 0n;
+    for (let off = 0; value && off < value.length; off += 8) total += value.readBigUInt64LE(off);
+    return total;
+  };
+  t.equal(sum(0), 3n, 'passed');
+  t.equal(sum(1), 1n, 'dropped by blocklist');
+  t.equal(sum(2), 0n, 'dropped by policy');
 });

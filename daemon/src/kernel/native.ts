@@ -144,7 +144,10 @@ export declare class NativeObject {
   attachTc(progName: string, ifindex: number, direction: 'ingress' | 'egress'): NativeLink;
   attachTracepoint(progName: string, category: string, name: string): NativeLink;
   attachRawTracepoint(progName: string, name: string): NativeLink;
-  testRun(progName: string, input: { data: Buffer; repeat?: number; dataSizeOut?: number }): Promise<NativeTestRunResult>;
+  testRun(
+    progName: string,
+    input: { data: Buffer; ctx?: Buffer; repeat?: number; dataSizeOut?: number },
+  ): Promise<NativeTestRunResult>;
   close(): void;
 }
 

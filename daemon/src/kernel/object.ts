@@ -129,16 +129,34 @@ export class BpfObject {
     return BpfLink.adopt(this.handle.attachRawTracepoint(progName, name));
   }
 
-  /** BPF_PROG_TEST_RUN: runs the program on `data` in the kernel, without attaching it. */
-  async testRun(progName: string, data: Buffer, repeat = 1): Promise<NativeTestRunResult> {
+  /**
+   * BPF_PROG_TEST_RUN: runs the program on `data` in the kernel, without
+   * attaching it. For XDP, `ingressIfindex` sets xdp_md.ingress_ifindex (the
+   * interface must exist; the kernel uses lo when none is given).
+   */
+  async testRun(progName: string, data: Buffer, options: { repeat?: number; ingressIfindex?: number } = {}): Promise<NativeTestRunResult> {
     assertNonEmptyString('progName', progName);
     if (!Buffer.isBuffer(data)) throw new TypeError('data: expected a Buffer');
+    const repeat = options.repeat ?? 1;
     assertUint('repeat', repeat);
-    return this.handle.testRun(progName, { data, repeat });
+    let ctx: Buffer | undefined;
+    if (options.ingressIfindex !== undefined) {
+      assertUint('ingressIfindex', options.ingressIfindex);
+      ctx = xdpContext(data.length, options.ingressIfindex);
+    }
+    return this.handle.testRun(progName, { data, ctx, repeat });
   }
 
   /** Idempotent. Maps and links handed out stay valid: they own their own fds. */
   close(): void {
     this.handle.close();
   }
+}
+
+/** struct xdp_md as BPF_PROG_TEST_RUN takes it: data_end is the packet length, the rest zero. */
+function xdpContext(length: number, ingressIfindex: number): Buffer {
+  const ctx = Buffer.alloc(24); // data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex
+  ctx.writeUInt32LE(length, 4);
+  ctx.writeUInt32LE(ingressIfindex, 12);
+  return ctx;
 }
