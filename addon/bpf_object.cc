@@ -34,7 +34,7 @@ std::string WithWarnings(std::string detail, const LogCapture& capture) {
   std::string warnings = capture.warnings();
   while (!warnings.empty() && warnings.back() == '\n') warnings.pop_back();
   if (warnings.empty()) return detail;
-  return detail.empty() ? warnings : detail + "; libbpf: " + warnings;
+  return detail.empty() ? warnings : detail + "; " + warnings;
 }
 
 Napi::Object MapDefObject(Napi::Env env, const bpf_map* map) {

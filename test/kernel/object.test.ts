@@ -2,7 +2,7 @@
 import t from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { BpfObject, BpfMap, MapType, MapFlag } from '../../daemon/src/kernel';
+import { BpfObject, BpfMap, MapType, MapFlag, routeLibbpfLog } from '../../daemon/src/kernel';
 import { FIREWALL_OBJECT, fixture, pinDir, u32, u64 } from '../helpers/sandbox';
 
 // maps.bpf.o pins `plain` by name: always under the test's own pin directory.
@@ -42,7 +42,24 @@ t.test('maps and programs of the example firewall, with inner templates', async 
 t.test('open errors carry the code and the file', async (t) => {
   t.throws(() => BpfObject.open('/nonexistent/x.bpf.o'), { code: 'ENOENT', syscall: 'bpf_object__open_file' });
   const notElf = path.join(t.testdir({ 'x.o': 'not an ELF file' }), 'x.o');
-  t.throws(() => BpfObject.open(notElf), { syscall: 'bpf_object__open_file', message: /x\.o/ });
+  t.throws(() => BpfObject.open(notElf), {
+    code: 'LIBBPF_ERRNO__FORMAT',
+    errno: 4001,
+    syscall: 'bpf_object__open_file',
+    message: /x\.o.*libbpf: elf: .* is not a proper ELF object/,
+  });
+});
+
+t.test("libbpf's own messages reach the logger", async (t) => {
+  const messages: [string, string][] = [];
+  routeLibbpfLog((level, message) => messages.push([level, message]));
+  t.teardown(() => routeLibbpfLog(null));
+  const notElf = path.join(t.testdir({ 'y.o': 'junk' }), 'y.o');
+  t.throws(() => BpfObject.open(notElf));
+  // Delivered through a thread-safe function: on a later turn of the loop.
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  t.ok(messages.some(([level, text]) => level === 'warn' && text.includes('is not a proper ELF object')), 'the warning arrived');
+  t.ok(messages.some(([level]) => level === 'debug'), 'debug messages too, for the logger to filter');
 });
 
 t.test('load, maps by handle, program id; calls in the wrong phase are refused', async (t) => {
