@@ -1,0 +1,131 @@
+// The one schema of mimd's configuration. config/default.yaml supplies the
+// top-level values; defaults declared here fill in optional fields of list
+// items, because an override file replaces a list as a whole.
+//
+// `expected` on a schema is the wording the loader uses when a value does not
+// match it (TypeBox's own messages name the regex, not the intent).
+import { Type, type Static, type TLiteral, type TUnion } from '@sinclair/typebox';
+
+/** Union of string literals; the loader lists the literals when a value is not one of them. */
+function OneOf<const T extends string>(values: readonly T[], options: { default?: NoInfer<T>; description?: string } = {}): TUnion<TLiteral<T>[]> {
+  return Type.Union(
+    values.map((value) => Type.Literal(value)),
+    options,
+  );
+}
+
+function Strict<T extends Parameters<typeof Type.Object>[0]>(properties: T, description?: string) {
+  return Type.Object(properties, { additionalProperties: false, description });
+}
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export const XDP_MODES = ['auto', 'generic', 'native', 'offload'] as const;
+export const TC_DIRECTIONS = ['ingress', 'egress'] as const;
+export const ATTACH_TYPES = ['xdp', 'tc', 'tracepoint', 'raw_tracepoint'] as const;
+
+// dev_valid_name(): 1-15 bytes (IFNAMSIZ - 1), no '/', ':' or whitespace, not "." or "..".
+const InterfaceName = Type.String({
+  pattern: '^(?!\\.{1,2}$)[^/:\\s]{1,15}$',
+  expected: 'an interface name (1-15 characters, no "/", ":" or spaces)',
+  description: 'network interface, e.g. eth0 or lo',
+});
+
+// The ELF symbol name of the program (libbpf looks programs up by it; it may be
+// longer than the 15 characters the kernel keeps).
+const ProgramName = Type.String({
+  pattern: '^[A-Za-z_][A-Za-z0-9_]{0,127}$',
+  expected: 'a BPF program name (a C identifier)',
+});
+
+export const XdpAttachSchema = Strict(
+  {
+    program: ProgramName,
+    type: Type.Literal('xdp'),
+    interface: InterfaceName,
+    mode: OneOf(XDP_MODES, {
+      default: 'auto',
+      description: 'auto lets the kernel pick native if the driver supports it, else generic',
+    }),
+  },
+  'attach an XDP program to a network interface',
+);
+
+export const TcAttachSchema = Strict(
+  {
+    program: ProgramName,
+    type: Type.Literal('tc'),
+    interface: InterfaceName,
+    direction: OneOf(TC_DIRECTIONS, { default: 'ingress' }),
+  },
+  'attach a tc (sched_cls) program to a network interface',
+);
+
+export const TracepointAttachSchema = Strict(
+  {
+    program: ProgramName,
+    type: Type.Literal('tracepoint'),
+    tracepoint: Type.String({
+      pattern: '^[A-Za-z0-9_]+/[A-Za-z0-9_]+$',
+      expected: 'category/name, e.g. syscalls/sys_enter_getpid',
+    }),
+  },
+  'attach a tracepoint program',
+);
+
+export const RawTracepointAttachSchema = Strict(
+  {
+    program: ProgramName,
+    type: Type.Literal('raw_tracepoint'),
+    tracepoint: Type.String({
+      pattern: '^[A-Za-z0-9_]+$',
+      expected: 'a raw tracepoint name, e.g. sys_enter',
+    }),
+  },
+  'attach a raw tracepoint program',
+);
+
+/** Discriminated by `type`; the loader reports errors against the variant `type` selects. */
+export const AttachSchema = Type.Union([XdpAttachSchema, TcAttachSchema, TracepointAttachSchema, RawTracepointAttachSchema]);
+
+export const ObjectSchema = Strict({
+  name: Type.String({
+    pattern: '^[a-z0-9_-]{1,32}$',
+    expected: '1-32 characters of a-z, 0-9, _ and -',
+    description: 'unique name of the object in mimd (used in pin paths and the API)',
+  }),
+  path: Type.String({
+    minLength: 1,
+    pattern: '^[^\\x00]+$',
+    expected: 'a path to a BPF object file (.bpf.o)',
+    description: 'relative paths resolve against the package root',
+  }),
+  attach: Type.Array(AttachSchema, { default: [] }),
+});
+
+export const LogSchema = Strict({
+  level: OneOf(LOG_LEVELS, { default: 'info' }),
+});
+
+export const ConfigSchema = Strict({
+  pinRoot: Type.String({
+    pattern: '^/[^\\x00]*$',
+    expected: 'an absolute path',
+    description: 'bpffs directory where mimd pins what it owns',
+  }),
+  log: LogSchema,
+  objects: Type.Array(ObjectSchema, { default: [] }),
+  // Later milestones add `api:` and `retain:` here.
+});
+
+export type Config = Static<typeof ConfigSchema>;
+export type LogConfig = Static<typeof LogSchema>;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+export type ObjectConfig = Static<typeof ObjectSchema>;
+export type AttachConfig = Static<typeof AttachSchema>;
+export type AttachType = AttachConfig['type'];
+export type XdpAttachConfig = Static<typeof XdpAttachSchema>;
+export type TcAttachConfig = Static<typeof TcAttachSchema>;
+export type TracepointAttachConfig = Static<typeof TracepointAttachSchema>;
+export type RawTracepointAttachConfig = Static<typeof RawTracepointAttachSchema>;
+export type XdpMode = (typeof XDP_MODES)[number];
+export type TcDirection = (typeof TC_DIRECTIONS)[number];
