@@ -36,6 +36,9 @@ function configError(fn: () => unknown): ConfigError {
   throw new Error('expected a ConfigError');
 }
 
+/** The keys a defaults file must have besides those a test is about. */
+const API_DEFAULTS = 'api:\n  host: 127.0.0.1\n  port: 7373\n  bodyLimit: 1048576\nretain: 3\nswapQueue:\n  capacity: 16\n  concurrency: 1\n';
+
 const ONE_OBJECT = (attach: string) => `
 objects:
   - name: fw
@@ -58,6 +61,9 @@ t.test('the embedded default is valid and harmless: xdp_firewall on lo, generic 
         attach: [{ program: 'xdp_firewall', type: 'xdp', interface: 'lo', mode: 'generic' }],
       },
     ],
+    api: { host: '127.0.0.1', port: 7373, bodyLimit: 16777216 },
+    retain: 3,
+    swapQueue: { capacity: 1024, concurrency: 4 },
   });
 });
 
@@ -222,7 +228,7 @@ t.test('unknown keys are errors, at any depth', async (t) => {
   const top = load(t, 'pinroot: /sys/fs/bpf/x\n');
   t.equal(
     configError(top.run).message,
-    `config: pinroot: unknown key (allowed here: pinRoot, log, objects) (from ${top.file}, line 1)`,
+    `config: pinroot: unknown key (allowed here: pinRoot, log, objects, api, retain, swapQueue) (from ${top.file}, line 1)`,
   );
   const nested = load(t, 'log:\n  level: info\n  pretty: true\n');
   t.equal(configError(nested.run).message, `config: log.pretty: unknown key (allowed here: level) (from ${nested.file}, line 3)`);
@@ -243,7 +249,7 @@ t.test('every bad key is reported at once, one per line', async (t) => {
 });
 
 t.test('a bad key in the defaults is reported against the defaults file', async (t) => {
-  const dir = root(t, { 'default.yaml': 'pinRoot: /sys/fs/bpf/mimd\nlog:\n  level: chatty\nobjects: []\n', 'o.yaml': 'pinRoot: /x\n' });
+  const dir = root(t, { 'default.yaml': 'pinRoot: /sys/fs/bpf/mimd\nlog:\n  level: chatty\nobjects: []\n' + API_DEFAULTS, 'o.yaml': 'pinRoot: /x\n' });
   const defaultFile = path.join(dir, 'default.yaml');
   const err = configError(() => loadConfig(path.join(dir, 'o.yaml'), { defaultFile, baseDir: dir }));
   t.equal(err.message, `config: log.level: expected one of fatal, error, warn, info, debug, trace, silent, got "chatty" (from ${defaultFile}, line 3)`);

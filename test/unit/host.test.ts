@@ -7,7 +7,7 @@ import type {
   AttachTarget,
   KernelLink,
   KernelObject,
-  KernelPort,
+  ObjectLoader,
   MapDefinition,
   OpenObjectOptions,
   ProgramDefinition,
@@ -39,7 +39,7 @@ interface FakeFile {
 }
 
 /** Records every call as one line; fails the calls named in `fail`. */
-class FakeKernel implements KernelPort {
+class FakeKernel implements ObjectLoader {
   readonly calls: string[] = [];
   readonly fail = new Set<string>();
   readonly pendingLoads = new Map<string, () => void>();
@@ -97,6 +97,9 @@ class FakeObject implements KernelObject {
   ) {}
   maps(): MapDefinition[] {
     return structuredClone(this.file.maps);
+  }
+  outerMap(): never {
+    throw new Error('the host service does not open outer maps');
   }
   programs(): ProgramDefinition[] {
     return structuredClone(this.file.programs);

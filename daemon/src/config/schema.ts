@@ -106,6 +106,33 @@ export const LogSchema = Strict({
   level: OneOf(LOG_LEVELS, { default: 'info' }),
 });
 
+export const ApiSchema = Strict({
+  host: Type.String({
+    minLength: 1,
+    expected: 'an address to listen on, e.g. 127.0.0.1',
+    description: 'address the HTTP API listens on',
+  }),
+  port: Type.Integer({ minimum: 0, maximum: 65535, expected: 'a TCP port from 0 to 65535 (0: any free port)' }),
+  bodyLimit: Type.Integer({
+    minimum: 1024,
+    maximum: 1 << 30,
+    expected: 'a request body limit in bytes, from 1024 to 1073741824',
+  }),
+});
+
+export const SwapQueueSchema = Strict({
+  capacity: Type.Integer({
+    minimum: 1,
+    maximum: 1_000_000,
+    expected: 'how many outer-map updates may wait at once (1 to 1000000); beyond it requests get 503',
+  }),
+  concurrency: Type.Integer({
+    minimum: 1,
+    maximum: 64,
+    expected: 'how many outer-map updates run in the kernel at once (1 to 64)',
+  }),
+});
+
 export const ConfigSchema = Strict({
   pinRoot: Type.String({
     pattern: '^/[^\\x00]*$',
@@ -114,11 +141,18 @@ export const ConfigSchema = Strict({
   }),
   log: LogSchema,
   objects: Type.Array(ObjectSchema, { default: [] }),
-  // Later milestones add `api:` and `retain:` here.
+  api: ApiSchema,
+  retain: Type.Integer({
+    minimum: 0,
+    maximum: 1000,
+    expected: 'how many versions to keep per slot besides the active one (0 to 1000)',
+  }),
+  swapQueue: SwapQueueSchema,
 });
 
 export type Config = Static<typeof ConfigSchema>;
 export type LogConfig = Static<typeof LogSchema>;
+export type ApiConfig = Static<typeof ApiSchema>;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 export type ObjectConfig = Static<typeof ObjectSchema>;
 export type AttachConfig = Static<typeof AttachSchema>;

@@ -6,7 +6,8 @@ import * as path from 'node:path';
 import createError from '@fastify/error';
 import type { Logger } from 'pino';
 import type { AttachConfig, ObjectConfig } from '../config/schema';
-import type { AttachKind, AttachTarget, KernelLink, KernelObject, KernelPort, MapDefinition, ProgramDefinition } from './ports';
+import type { ManagedMapSource } from './slots-service';
+import type { AttachKind, AttachTarget, KernelLink, KernelObject, MapDefinition, ObjectLoader, ProgramDefinition } from './ports';
 
 /** The configuration does not fit the host or the object (unknown program, wrong program type, no such interface). */
 export const ConfigMismatchError = createError('MIMD_CONFIG_MISMATCH', '%s', 400);
@@ -64,7 +65,7 @@ export interface HostSummary {
 export interface HostServiceOptions {
   objects: readonly ObjectConfig[];
   pinRoot: string;
-  kernel: KernelPort;
+  kernel: ObjectLoader;
   logger: Logger;
 }
 
@@ -152,6 +153,34 @@ export class HostService {
   object(name: string): LoadedObjectView | undefined {
     const entry = this.entries.find((e) => e.loaded && e.config.name === name);
     return entry && view(entry);
+  }
+
+  /**
+   * New handles on every map-in-map map of every loaded object, for the slot
+   * service, which owns (and closes) them.
+   */
+  managedMaps(): ManagedMapSource[] {
+    const sources: ManagedMapSource[] = [];
+    try {
+      for (const entry of this.entries.filter((e) => e.loaded)) {
+        for (const def of entry.maps) {
+          if (!def.inner) continue;
+          sources.push({
+            object: entry.config.name,
+            name: def.name,
+            type: def.type,
+            keySize: def.keySize,
+            maxEntries: def.maxEntries,
+            inner: def.inner,
+            handle: entry.handle.outerMap(def.name),
+          });
+        }
+      }
+    } catch (err) {
+      for (const source of sources) source.handle.close();
+      throw err;
+    }
+    return sources;
   }
 
   summary(): HostSummary {

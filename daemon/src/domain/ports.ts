@@ -51,10 +51,54 @@ export interface KernelLink {
   close(): void;
 }
 
+export type UpdateMode = 'any' | 'noexist' | 'exist';
+
+/** An owned handle on a kernel map (an inner map mimd built, or an outer map). */
+export interface KernelMap {
+  /** the kernel's map id */
+  readonly id: number;
+  readonly keySize: number;
+  /** bytes of one value as user space reads and writes it */
+  readonly valueSize: number;
+  /** null when the key is absent */
+  lookup(key: Buffer): Buffer | null;
+  update(key: Buffer, value: Buffer, mode?: UpdateMode): Promise<void>;
+  /** false when the key was absent */
+  delete(key: Buffer): Promise<boolean>;
+  /** the key after `key` (the first for null); null at the end */
+  nextKey(key: Buffer | null): Buffer | null;
+  /** Writes keys and values packed back to back, in batches where the map type allows. */
+  writeEntries(keys: Buffer, values: Buffer): Promise<void>;
+  pin(path: string): void;
+  /** Idempotent. */
+  close(): void;
+}
+
+/** An outer map (ARRAY_OF_MAPS / HASH_OF_MAPS): its values are inner maps. */
+export interface KernelOuterMap extends KernelMap {
+  /** Puts `inner` into the slot: one atomic pointer exchange, after which no program uses the old map. */
+  setInner(key: Buffer, inner: KernelMap, mode?: UpdateMode): Promise<void>;
+  /** The id of the inner map in the slot, or null when the slot is empty. */
+  innerId(key: Buffer): number | null;
+}
+
+/** What an inner map is made from: the template, with maxEntries possibly changed. */
+export interface MapSpec {
+  type: string;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  flags: string[];
+  /** kernel object name, at most 15 characters */
+  name?: string;
+}
+
 /** A BPF object: opened (parsed, nothing in the kernel yet), then loaded. */
 export interface KernelObject {
   maps(): MapDefinition[];
   programs(): ProgramDefinition[];
+  /** A new owned handle on a loaded map-in-map map. */
+  outerMap(name: string): KernelOuterMap;
   /** Creates the maps and verifies and loads the programs. */
   load(): Promise<void>;
   attach(program: string, target: AttachTarget): KernelLink;
@@ -69,9 +113,28 @@ export interface OpenObjectOptions {
   pinRoot: string;
 }
 
-export interface KernelPort {
+/** What the host service needs: objects and interfaces. */
+export interface ObjectLoader {
   /** Parses the object file; touches no kernel state. */
   openObject(path: string, options: OpenObjectOptions): KernelObject;
   /** ifindex of a network interface; throws an error naming the interface if there is none. */
   interfaceIndex(name: string): number;
 }
+
+/** What the slot service needs: inner maps and their pins. */
+export interface MapStore {
+  /** Creates a map in the kernel (off the event loop). */
+  createMap(spec: MapSpec): Promise<KernelMap>;
+  /** Creates a pin directory (and its parents) on bpffs, mode 0700. */
+  makePinDir(path: string): void;
+  /** Removes a pin; absent is fine. */
+  unpin(path: string): void;
+  /** Removes a pin directory if nothing is left in it; absent is fine. */
+  removeEmptyPinDir(path: string): void;
+  /** Removes a pin directory and everything pinned under it; absent is fine. */
+  removePinTree(path: string): void;
+  /** True when something is pinned (or a directory exists) at path. */
+  pinExists(path: string): boolean;
+}
+
+export interface KernelPort extends ObjectLoader, MapStore {}

@@ -1,12 +1,16 @@
 // The domain's KernelPort (domain/ports.ts) on the real kernel: BpfObject and
 // BpfLink from this layer, interface names from sysfs.
+import * as fs from 'node:fs';
 import type {
   AttachTarget,
   InnerMapDefinition,
   KernelLink,
+  KernelMap,
   KernelObject,
+  KernelOuterMap,
   KernelPort,
   MapDefinition,
+  MapSpec,
   OpenObjectOptions,
   ProgramDefinition,
 } from '../domain/ports';
@@ -14,6 +18,7 @@ import { BpfObject, type MapDef } from './object';
 import { BpfLink } from './link';
 import { mapFlagNames, mapTypeName } from './constants';
 import { interfaceIndex } from './netdev';
+import { OuterMapAdapter, createMap } from './map-adapter';
 import type { NativeMapDef, NativeProgramDef } from './native';
 
 // enum bpf_prog_type values the domain's attach rules are written against,
@@ -80,6 +85,16 @@ class ObjectAdapter implements KernelObject {
     await this.object.load();
   }
 
+  outerMap(name: string): KernelOuterMap {
+    const map = this.object.map(name);
+    try {
+      return new OuterMapAdapter(map);
+    } catch (err) {
+      map.close();
+      throw err;
+    }
+  }
+
   attach(program: string, target: AttachTarget): KernelLink {
     const link = this.attachLink(program, target);
     try {
@@ -117,5 +132,35 @@ export class KernelAdapter implements KernelPort {
 
   interfaceIndex(name: string): number {
     return interfaceIndex(name);
+  }
+
+  createMap(spec: MapSpec): Promise<KernelMap> {
+    return createMap(spec);
+  }
+
+  makePinDir(path: string): void {
+    // 0700: file permissions on pins are the access control (KERNEL-NOTES).
+    fs.mkdirSync(path, { recursive: true, mode: 0o700 });
+  }
+
+  unpin(path: string): void {
+    fs.rmSync(path, { force: true });
+  }
+
+  removeEmptyPinDir(path: string): void {
+    try {
+      fs.rmdirSync(path);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT' && code !== 'ENOTEMPTY') throw err;
+    }
+  }
+
+  removePinTree(path: string): void {
+    fs.rmSync(path, { recursive: true, force: true });
+  }
+
+  pinExists(path: string): boolean {
+    return fs.existsSync(path);
   }
 }

@@ -1,0 +1,144 @@
+// What the slot service offers the HTTP layer: the shapes of its answers and
+// the one interface routes call. Keys and values cross this boundary as JSON
+// values encoded by the outer map's codec (domain/codec.ts); slots arrive as
+// the URL's string and are parsed by the same codec.
+
+/** A key or value as JSON: a number, a decimal string above 2^53, a hex string "0x..." */
+export type EntryJson = unknown;
+
+export interface Entry {
+  key: EntryJson;
+  value: EntryJson;
+}
+
+export type Labels = Record<string, string>;
+
+export interface InnerTemplateView {
+  type: string;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  flags: string[];
+  /** whether PUT/stage may ask for another maxEntries than the template's */
+  resizable: boolean;
+}
+
+export interface OuterMapView {
+  object: string;
+  name: string;
+  type: string;
+  maxEntries: number;
+  keySize: number;
+  innerTemplate: InnerTemplateView;
+  /** slots that hold an inner map in the kernel now */
+  slotsInUse: number;
+  /** the kernel's id of the outer map */
+  mapId: number;
+  /** where the outer map is pinned, or null while it is not */
+  pinPath: string | null;
+}
+
+export interface SlotSummary {
+  slot: EntryJson;
+  /** null when mimd has not installed anything, or the slot was emptied */
+  activeVersion: number | null;
+  /** the inner map id the kernel holds in the slot now (null: empty) */
+  mapId: number | null;
+  entryCount: number | null;
+  createdAt: string | null;
+  labels: Labels;
+  /** the kernel's slot does not hold what mimd installed */
+  drift: boolean;
+}
+
+export interface OuterMapDetail extends OuterMapView {
+  slots: SlotSummary[];
+}
+
+export type VersionState = 'active' | 'staged' | 'retained';
+
+export interface VersionView {
+  version: number;
+  state: VersionState;
+  mapId: number;
+  entryCount: number;
+  maxEntries: number;
+  createdAt: string;
+  /** when it was last made active, if ever */
+  activatedAt: string | null;
+  labels: Labels;
+  pinPath: string;
+}
+
+export interface SlotDetail {
+  slot: EntryJson;
+  activeVersion: number | null;
+  /** the inner map id the kernel holds in the slot now */
+  kernelMapId: number | null;
+  /** the inner map id of what mimd last installed (null after DELETE) */
+  installedMapId: number | null;
+  drift: boolean;
+  versions: VersionView[];
+}
+
+export interface VersionBody {
+  entries: Entry[];
+  labels?: Labels;
+  maxEntries?: number;
+}
+
+export interface SwapResult {
+  slot: EntryJson;
+  version: number;
+  previousVersion: number | null;
+  mapId: number;
+  entryCount: number;
+  /** time spent in the outer-map update syscall(s), milliseconds */
+  swapMs: number;
+  /** true when the slot held nothing before (PUT answers 201) */
+  created: boolean;
+}
+
+export interface EntryPage {
+  entries: Entry[];
+  /** pass as `cursor` for the next page; null on the last one */
+  nextCursor: string | null;
+}
+
+export interface PatchBody {
+  upsert?: Entry[];
+  delete?: EntryJson[];
+}
+
+export interface PatchResult {
+  slot: EntryJson;
+  version: number;
+  upserted: number;
+  deleted: number;
+  entryCount: number;
+}
+
+export interface ClearResult {
+  slot: EntryJson;
+  previousVersion: number | null;
+}
+
+/** Optimistic concurrency: the active version the caller believes in (If-Match), or undefined. */
+export type Expectation = number | null | undefined;
+
+export interface SlotsApi {
+  /** objects loaded and programs attached */
+  ready(): boolean;
+  listMaps(): OuterMapView[];
+  getMap(object: string, map: string): OuterMapDetail;
+  listSlots(object: string, map: string): SlotSummary[];
+  getSlot(object: string, map: string, slot: string): SlotDetail;
+  putSlot(object: string, map: string, slot: string, body: VersionBody, expect?: Expectation): Promise<SwapResult>;
+  stageVersion(object: string, map: string, slot: string, body: VersionBody): Promise<VersionView>;
+  listVersions(object: string, map: string, slot: string): VersionView[];
+  activate(object: string, map: string, slot: string, version: number, expect?: Expectation): Promise<SwapResult>;
+  rollback(object: string, map: string, slot: string, version?: number, expect?: Expectation): Promise<SwapResult>;
+  readEntries(object: string, map: string, slot: string, page: { limit: number; cursor?: string; version?: number }): EntryPage;
+  patchEntries(object: string, map: string, slot: string, body: PatchBody, expect?: Expectation): Promise<PatchResult>;
+  clearSlot(object: string, map: string, slot: string, expect?: Expectation): Promise<ClearResult>;
+}

@@ -1,0 +1,110 @@
+// The domain's KernelMap / KernelOuterMap (domain/ports.ts) on a BpfMap.
+import type { KernelMap, KernelOuterMap, MapSpec, UpdateMode } from '../domain/ports';
+import { BpfMap } from './map';
+import { MapFlag, MapType, type MapFlagName, type MapTypeName } from './constants';
+
+// Types whose kernel implementation has BPF_MAP_UPDATE_BATCH (generic or own);
+// the others (LPM_TRIE, ...) are filled one element at a time.
+const BATCH_TYPES = new Set<number>([
+  MapType.HASH,
+  MapType.PERCPU_HASH,
+  MapType.LRU_HASH,
+  MapType.LRU_PERCPU_HASH,
+  MapType.ARRAY,
+  MapType.PERCPU_ARRAY,
+]);
+
+/** Enough entries per syscall to amortise it, few enough to keep one batch's buffers small. */
+const BATCH_ENTRIES = 4096;
+
+export class MapAdapter implements KernelMap {
+  readonly id: number;
+  readonly keySize: number;
+  readonly valueSize: number;
+
+  constructor(protected readonly map: BpfMap) {
+    this.id = map.info().id;
+    this.keySize = map.keySize;
+    this.valueSize = map.userValueSize;
+  }
+
+  lookup(key: Buffer): Buffer | null {
+    return this.map.lookup(key);
+  }
+
+  update(key: Buffer, value: Buffer, mode: UpdateMode = 'any'): Promise<void> {
+    return this.map.update(key, value, mode);
+  }
+
+  delete(key: Buffer): Promise<boolean> {
+    return this.map.delete(key);
+  }
+
+  nextKey(key: Buffer | null): Buffer | null {
+    return this.map.nextKey(key);
+  }
+
+  async writeEntries(keys: Buffer, values: Buffer): Promise<void> {
+    const count = keys.length / this.keySize;
+    if (BATCH_TYPES.has(this.map.type)) {
+      for (let start = 0; start < count; start += BATCH_ENTRIES) {
+        const end = Math.min(count, start + BATCH_ENTRIES);
+        await this.map.updateBatch(
+          keys.subarray(start * this.keySize, end * this.keySize),
+          values.subarray(start * this.valueSize, end * this.valueSize),
+        );
+      }
+      return;
+    }
+    for (let i = 0; i < count; i++) {
+      await this.map.update(
+        keys.subarray(i * this.keySize, (i + 1) * this.keySize),
+        values.subarray(i * this.valueSize, (i + 1) * this.valueSize),
+      );
+    }
+  }
+
+  pin(path: string): void {
+    this.map.pin(path);
+  }
+
+  close(): void {
+    this.map.close();
+  }
+
+  /** For outer-map updates: the kernel takes the inner map by fd. */
+  get fd(): number {
+    return this.map.fd;
+  }
+}
+
+export class OuterMapAdapter extends MapAdapter implements KernelOuterMap {
+  async setInner(key: Buffer, inner: KernelMap, mode: UpdateMode = 'any'): Promise<void> {
+    if (!(inner instanceof MapAdapter)) throw new TypeError('inner: not a map of this kernel layer');
+    const value = Buffer.alloc(4);
+    value.writeUInt32LE(inner.fd);
+    await this.map.update(key, value, mode);
+  }
+
+  innerId(key: Buffer): number | null {
+    return this.map.lookup(key)?.readUInt32LE(0) ?? null;
+  }
+}
+
+export async function createMap(spec: MapSpec): Promise<KernelMap> {
+  const type = MapType[spec.type as MapTypeName];
+  if (type === undefined) throw new TypeError(`type: unknown map type ${spec.type}`);
+  let flags = 0;
+  for (const name of spec.flags) {
+    const bit = MapFlag[name as MapFlagName];
+    if (bit === undefined) throw new TypeError(`flags: unknown map flag ${name}`);
+    flags |= bit;
+  }
+  const map = await BpfMap.create({ type, name: spec.name, keySize: spec.keySize, valueSize: spec.valueSize, maxEntries: spec.maxEntries, flags });
+  try {
+    return new MapAdapter(map);
+  } catch (err) {
+    map.close();
+    throw err;
+  }
+}
