@@ -9,6 +9,9 @@ import type { Config } from './config/schema';
 import { createLogger, flushLogger, type Logger } from './logger';
 import { HostService, isHostError, type HostError } from './domain/host';
 import type { KernelPort } from './domain/ports';
+import { SlotsService } from './domain/slots-service';
+import { SwapQueue } from './domain/swap-queue';
+import { buildApp, type App } from './http/app';
 import type { NativeError } from './kernel/index';
 
 // sysexits.h
@@ -86,17 +89,18 @@ async function main(): Promise<void> {
   const logger = createLogger(config.log);
   const log = logger.child({ component: 'main' });
 
-  // Until the HTTP server (next milestone) holds the event loop open, this
-  // does; otherwise Node would exit as soon as start() settles.
-  const keepAlive = setInterval(() => undefined, 1 << 30);
-
   let host: HostService | null = null;
+  let slots: SlotsService | null = null;
+  let app: App | null = null;
   let shuttingDown = false;
   closeWithGrace({ delay: SHUTDOWN_DELAY_MS, logger: logger.child({ component: 'shutdown' }) }, async ({ signal, err }) => {
     shuttingDown = true;
     if (err) log.fatal({ err }, 'unexpected error, shutting down');
     else log.info({ signal }, 'shutting down');
-    clearInterval(keepAlive);
+    // In-flight requests finish (and with them any swap they started) before
+    // the maps under them go away.
+    await app?.close();
+    slots?.close();
     await host?.close();
     log.info('stopped');
     await flushLogger(logger);
@@ -116,6 +120,19 @@ async function main(): Promise<void> {
       logger: logger.child({ component: 'host' }),
     });
     await host.start();
+
+    slots = new SlotsService({
+      maps: host.managedMaps(),
+      kernel: kernelSide.kernel,
+      swaps: new SwapQueue(config.swapQueue),
+      retain: config.retain,
+      pinRoot: config.pinRoot,
+      logger: logger.child({ component: 'slots' }),
+      ready: () => host?.running ?? false,
+    });
+    slots.removeStalePins();
+    app = buildApp({ slots, logger: logger.child({ component: 'http' }), bodyLimit: config.api.bodyLimit });
+    await app.listen({ host: config.api.host, port: config.api.port });
   } catch (err) {
     // A signal during start: close-with-grace is already taking the process down.
     if (shuttingDown) return;
@@ -125,7 +142,7 @@ async function main(): Promise<void> {
 
   // A signal during the last steps of start: the shutdown already detached everything.
   if (shuttingDown) return;
-  log.info(host.summary(), 'started');
+  log.info({ ...host.summary(), listen: app.addresses() }, 'started');
 }
 
 async function failStart(logger: Logger, err: unknown): Promise<never> {

@@ -240,6 +240,7 @@ export class SlotsService implements SlotsApi {
     for (const outer of this.maps.values()) outer.close();
     for (const object of new Set(this.options.maps.map((m) => m.object))) {
       this.options.kernel.removePinTree(this.slotsPinRoot(object));
+      this.options.kernel.removeEmptyPinDir(path.posix.dirname(this.slotsPinRoot(object)));
     }
   }
 

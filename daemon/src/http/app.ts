@@ -1,0 +1,224 @@
+// The HTTP API as a Fastify instance that does not listen (main.ts does):
+// health probes at the root, the API under /v1, and the one place where
+// errors become responses.
+import Fastify, {
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  type FastifySchemaCompiler,
+  type FastifySchemaValidationError,
+  type RawReplyDefaultExpression,
+  type RawRequestDefaultExpression,
+  type RawServerDefault,
+} from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { TSchema } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { ValueErrorType, type ValueError } from '@sinclair/typebox/errors';
+import { Value } from '@sinclair/typebox/value';
+import type { Logger } from 'pino';
+import { badInput, isMimdError } from '../domain/errors';
+import type { SlotsApi } from '../domain/slots-api';
+import apiRoutes from './routes/index';
+import healthRoutes from './routes/health';
+
+export interface AppOptions {
+  slots: SlotsApi;
+  logger: Logger;
+  /** largest request body in bytes; larger ones get 413 */
+  bodyLimit: number;
+}
+
+/** The app as built: pino's Logger and TypeBox's types, so routes added later are typed too. */
+export type App = FastifyInstance<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, Logger, TypeBoxTypeProvider>;
+
+/** The body of every error response. */
+export interface ErrorReply {
+  code: string;
+  message: string;
+  field?: string;
+  errno?: string;
+}
+
+/**
+ * A hex slot of a HASH_OF_MAPS is "0x" and two digits per key byte: longer
+ * than find-my-way's default of 100 characters for big keys. Beyond this the
+ * route is not found at all; the slot schema answers 400 well before.
+ */
+const MAX_PARAM_LENGTH = 2048;
+
+/** Seconds a client waits before retrying a 503 that did not say. */
+const DEFAULT_RETRY_AFTER = 1;
+
+export function buildApp(options: AppOptions): App {
+  const { slots } = options;
+  const app = Fastify({
+    loggerInstance: options.logger,
+    bodyLimit: options.bodyLimit,
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
+    schemaErrorFormatter: validationError,
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  app.setValidatorCompiler(typeBoxValidator);
+  // JSON only: a text/plain body would reach the schema as a string and fail
+  // with a confusing message instead of 415.
+  app.removeContentTypeParser('text/plain');
+  app.setErrorHandler(handleError);
+  app.setNotFoundHandler((request, reply) => {
+    void reply.code(404).send({ code: 'MIMD_NOT_FOUND', message: `no route ${request.method} ${request.url.slice(0, 200)}` });
+  });
+
+  void app.register(healthRoutes, { slots });
+  void app.register(apiRoutes, { prefix: '/v1', slots });
+  return app;
+}
+
+// ---------------------------------------------------------------------------
+// Validation. TypeBox's own compiler checks exactly what the TypeScript types
+// say: no coercion of bodies (Ajv's coerceTypes would turn "5" into 5 and
+// removeAdditional would drop a misspelt key silently). URL parts are strings
+// by nature, so their integer fields are converted first, strictly: "1.5",
+// "0x10" or "1e3" stay strings and fail as not integers.
+
+const typeBoxValidator: FastifySchemaCompiler<TSchema> = ({ schema, httpPart }) => {
+  const check = TypeCompiler.Compile(schema);
+  const fromUrl = httpPart === 'querystring' || httpPart === 'params' || httpPart === 'headers';
+  return (data: unknown) => {
+    const value = fromUrl ? convertUrlValues(schema, Value.Default(schema, data)) : data;
+    if (check.Check(value)) return { value };
+    const first = check.Errors(value).First();
+    const error = first === undefined ? undefined : innermost(first);
+    return {
+      error: [
+        {
+          keyword: error === undefined ? 'type' : ValueErrorType[error.type],
+          instancePath: error?.path ?? '',
+          schemaPath: '',
+          params: {},
+          message: error === undefined ? 'invalid' : describe(error),
+        },
+      ],
+    };
+  };
+};
+
+const DECIMAL = { integer: /^-?[0-9]{1,16}$/, number: /^-?[0-9]{1,16}(\.[0-9]{1,16})?$/ } as const;
+
+/** Query strings and URL parameters are flat: only top-level numeric properties need converting. */
+function convertUrlValues(schema: TSchema, data: unknown): unknown {
+  const properties = (schema as { properties?: Record<string, { type?: unknown }> }).properties;
+  if (properties === undefined || data === null || typeof data !== 'object') return data;
+  const out: Record<string, unknown> = { ...(data as Record<string, unknown>) };
+  for (const [key, value] of Object.entries(out)) {
+    const type = properties[key]?.type;
+    if (typeof value === 'string' && (type === 'integer' || type === 'number') && DECIMAL[type].test(value)) {
+      out[key] = Number(value);
+    }
+  }
+  return out;
+}
+
+/**
+ * A union's own error ("Expected union value") says nothing; the branch that
+ * got furthest into the value usually says what is wrong.
+ */
+function innermost(error: ValueError): ValueError {
+  if (error.type !== ValueErrorType.Union) return error;
+  let best = error;
+  for (const branch of error.errors) {
+    const first = branch.First();
+    if (first !== undefined && first.path.length > best.path.length) best = innermost(first);
+  }
+  return best;
+}
+
+function describe(error: ValueError): string {
+  switch (error.type) {
+    case ValueErrorType.ObjectRequiredProperty:
+      return 'missing';
+    case ValueErrorType.ObjectAdditionalProperties: {
+      const patterns = Object.keys((error.schema as { patternProperties?: object }).patternProperties ?? {});
+      return patterns.length > 0 ? `name does not match ${patterns.join(' or ')}` : 'unknown property';
+    }
+    case ValueErrorType.Union: {
+      const branches = ((error.schema as { anyOf?: { type?: unknown }[] }).anyOf ?? []).map((s) => String(s.type ?? 'value'));
+      return `expected ${branches.join(' or ')}`;
+    }
+    default:
+      return error.message.charAt(0).toLowerCase() + error.message.slice(1);
+  }
+}
+
+/** The one error for a failed schema: the first problem, with its field named like `entries[3].key`. */
+function validationError(errors: FastifySchemaValidationError[], dataVar: string): Error {
+  const first = errors[0];
+  return badInput(fieldOf(first?.instancePath ?? '', dataVar), first?.message ?? 'invalid');
+}
+
+/** JSON pointer to the way a JavaScript reader would write the path; the root is the part's name. */
+export function fieldOf(pointer: string, part: string): string {
+  if (pointer === '') return part;
+  let field = '';
+  for (const raw of pointer.split('/').slice(1)) {
+    const segment = raw.replace(/~1/g, '/').replace(/~0/g, '~');
+    if (/^(0|[1-9][0-9]*)$/.test(segment)) field += `[${segment}]`;
+    else if (/^[A-Za-z_$][A-Za-z0-9_$]*$/.test(segment)) field += field === '' ? segment : `.${segment}`;
+    else field += `[${JSON.stringify(segment)}]`;
+  }
+  return field;
+}
+
+// ---------------------------------------------------------------------------
+// Errors. Domain errors (MIMD_*) carry their status and are the client's to
+// read, 5xx included: a kernel errno is what an operator needs. Anything else
+// at 5xx is a bug whose details stay in the log. Fastify's own 4xx (body
+// parsing, media type, size) get a MIMD_ code so clients match one family.
+
+const FASTIFY_CODES: Record<number, string> = {
+  400: 'MIMD_BAD_INPUT',
+  404: 'MIMD_NOT_FOUND',
+  413: 'MIMD_BODY_TOO_LARGE',
+  415: 'MIMD_UNSUPPORTED_MEDIA_TYPE',
+};
+
+interface Answer {
+  status: number;
+  body: ErrorReply;
+  retryAfter?: number;
+}
+
+function statusOf(err: unknown): number {
+  const status = (err as { statusCode?: unknown }).statusCode;
+  return typeof status === 'number' && Number.isInteger(status) && status >= 400 && status <= 599 ? status : 500;
+}
+
+export function answerFor(err: unknown): Answer {
+  const status = statusOf(err);
+  if (isMimdError(err)) {
+    const body: ErrorReply = { code: err.code, message: err.message };
+    if (typeof err.field === 'string') body.field = err.field;
+    if (typeof err.errno === 'string') body.errno = err.errno;
+    return typeof err.retryAfter === 'number' ? { status, body, retryAfter: err.retryAfter } : { status, body };
+  }
+  if (status >= 500) return { status, body: { code: 'MIMD_INTERNAL', message: 'internal error' } };
+  const code = (err as { code?: unknown }).code;
+  const body: ErrorReply = {
+    code: FASTIFY_CODES[status] ?? 'MIMD_BAD_REQUEST',
+    message: err instanceof Error ? err.message : String(err),
+  };
+  if (status === 415) {
+    body.message = 'unsupported media type: the API takes application/json';
+    body.field = 'Content-Type';
+  }
+  else if (typeof code === 'string' && code.startsWith('FST_ERR_CTP_') && status === 400) body.field = 'body';
+  return { status, body };
+}
+
+function handleError(err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  const { status, body, retryAfter } = answerFor(err);
+  if (status >= 500) request.log.error({ err }, 'request failed');
+  else request.log.info({ err }, body.message);
+  if (status === 503) reply.header('retry-after', String(Math.max(1, Math.ceil(retryAfter ?? DEFAULT_RETRY_AFTER))));
+  void reply.code(status).send(body);
+}

@@ -1,0 +1,30 @@
+// A version: one inner map built for one slot. The body that builds one (PUT
+// of a slot, stage) and the view of a retained one.
+import { Type } from '@sinclair/typebox';
+import { Entry, Labels, Nullable } from './common';
+
+export const VersionBody = Type.Object(
+  {
+    entries: Type.Array(Entry),
+    labels: Type.Optional(Labels),
+    /** only where the kernel allows an inner map of another size than the template (domain checks) */
+    maxEntries: Type.Optional(Type.Integer({ minimum: 1, maximum: 0xffffffff })),
+  },
+  { additionalProperties: false },
+);
+
+export const VersionView = Type.Object({
+  version: Type.Integer(),
+  state: Type.Union([Type.Literal('active'), Type.Literal('staged'), Type.Literal('retained')]),
+  mapId: Type.Integer(),
+  entryCount: Type.Integer(),
+  maxEntries: Type.Integer(),
+  createdAt: Type.String(),
+  activatedAt: Nullable(Type.String()),
+  labels: Type.Record(Type.String(), Type.String()),
+  pinPath: Type.String(),
+});
+
+export const VersionList = Type.Object({
+  versions: Type.Array(VersionView),
+});
