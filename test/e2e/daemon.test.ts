@@ -3,129 +3,15 @@
 // the program come and go on the interface. Needs root, iproute2, the addon
 // (build/Release/mimd.node) and bpf/firewall.bpf.o.
 import t from 'tap';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { once } from 'node:events';
-import { FIREWALL_OBJECT, REPO, ip, netnsLink, pinDir, vethPair } from '../helpers/sandbox';
+import { netnsLink, pinDir, vethPair } from '../helpers/sandbox';
+import { ensureBuilt, firewallConfig, skipUnlessRoot, startDaemon, withTimeout, xdpProgram } from '../helpers/daemon';
 
-// The last overload of t.test takes only the callback.
-type Test = Parameters<Parameters<typeof t.test>[0]>[0];
-
-const MAIN = path.join(REPO, 'dist', 'daemon', 'src', 'main.js');
 const EX_CONFIG = 78;
 
-const skip = process.getuid?.() === 0 ? false : 'needs root (network namespaces, XDP)';
-
-/** npm test builds dist first; when this file runs alone, dist may be missing or older than the sources. */
-function ensureBuilt(): void {
-  const newest = (dir: string): number =>
-    fs
-      .readdirSync(dir, { withFileTypes: true, recursive: true })
-      .filter((e) => e.isFile() && e.name.endsWith('.ts'))
-      .reduce((m, e) => Math.max(m, fs.statSync(path.join(e.parentPath ?? e.path, e.name)).mtimeMs), 0);
-  const built = fs.existsSync(MAIN) ? fs.statSync(MAIN).mtimeMs : 0;
-  if (built >= newest(path.join(REPO, 'daemon', 'src'))) return;
-  try {
-    execFileSync(process.execPath, [path.join(REPO, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', path.join(REPO, 'tsconfig.json')], {
-      stdio: 'pipe',
-    });
-  } catch (err) {
-    // Type errors elsewhere still emit JavaScript; only a missing main.js is fatal here.
-    if (!fs.existsSync(MAIN)) throw err;
-  }
-}
+const skip = skipUnlessRoot;
 
 if (!skip) ensureBuilt();
-
-/** The XDP program on an interface, as `ip link` reports it. */
-function xdpProgram(ifname: string): { id: number; name: string; mode: number } | null {
-  const [link] = JSON.parse(ip('-d', '-j', 'link', 'show', 'dev', ifname)) as {
-    xdp?: { mode: number; prog?: { id: number; name: string } };
-  }[];
-  const prog = link?.xdp?.prog;
-  return prog && link.xdp ? { id: prog.id, name: prog.name, mode: link.xdp.mode } : null;
-}
-
-interface Daemon {
-  child: ChildProcess;
-  /** every JSON line the daemon wrote to stdout so far */
-  logs: Record<string, unknown>[];
-  stderr: () => string;
-  /** resolves with the first log line whose msg is `msg` */
-  waitForLog(msg: string, timeoutMs?: number): Promise<Record<string, unknown>>;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-function startDaemon(t: Test, config: object): Daemon {
-  const dir = t.testdir({ 'mimd.yaml': JSON.stringify(config, null, 2) });
-  const child = spawn(process.execPath, [MAIN, '--config', path.join(dir, 'mimd.yaml')], {
-    cwd: dir, // object paths must not depend on the current directory
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, MIMD_CONFIG: '' },
-  });
-  const exited = once(child, 'exit').then(([code, signal]) => ({ code: code as number | null, signal: signal as NodeJS.Signals | null }));
-  t.teardown(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL');
-      await exited;
-    }
-  });
-
-  const logs: Record<string, unknown>[] = [];
-  const waiters: { msg: string; resolve: (line: Record<string, unknown>) => void }[] = [];
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-    stdout += chunk;
-    let newline: number;
-    while ((newline = stdout.indexOf('\n')) >= 0) {
-      const text = stdout.slice(0, newline);
-      stdout = stdout.slice(newline + 1);
-      const line = JSON.parse(text) as Record<string, unknown>;
-      logs.push(line);
-      for (const w of waiters.filter((w) => w.msg === line.msg)) w.resolve(line);
-    }
-  });
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-
-  return {
-    child,
-    logs,
-    stderr: () => stderr,
-    exited,
-    waitForLog(msg, timeoutMs = 20_000) {
-      const seen = logs.find((l) => l.msg === msg);
-      if (seen) return Promise.resolve(seen);
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no "${msg}" log within ${timeoutMs} ms; stderr: ${stderr}`)), timeoutMs);
-        waiters.push({ msg, resolve: (line) => (clearTimeout(timer), resolve(line)) });
-        void exited.then(({ code, signal }) => {
-          clearTimeout(timer);
-          reject(new Error(`daemon exited (${code ?? signal}) before "${msg}"; stderr: ${stderr}; logs: ${JSON.stringify(logs)}`));
-        });
-      });
-    },
-  };
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  return Promise.race([promise, new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`${what}: no result within ${ms} ms`)), ms).unref())]);
-}
-
-function firewallConfig(pinRoot: string, ifname: string, program = 'xdp_firewall'): object {
-  return {
-    pinRoot,
-    log: { level: 'debug' },
-    objects: [
-      {
-        name: 'firewall',
-        path: FIREWALL_OBJECT,
-        attach: [{ program, type: 'xdp', interface: ifname, mode: 'generic' }],
-      },
-    ],
-  };
-}
 
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   t.test(`attaches xdp_firewall to a veth and detaches it on ${signal}, exit 0`, { skip }, async (t) => {
