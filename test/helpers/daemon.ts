@@ -1,0 +1,327 @@
+// The daemon as a child process, for e2e tests: start it on a config of the
+// test's own (API on any free port), wait for "started", talk to it over HTTP,
+// stop it with a signal. Also the kernel's view of what it manages, read with
+// bpftool and from bpffs, so tests never take the daemon's word for it.
+// Needs root, the addon (build/Release/mimd.node) and bpf/firewall.bpf.o.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { once } from 'node:events';
+import { endianness } from 'node:os';
+import { FIREWALL_OBJECT, REPO, ip } from './sandbox';
+
+/** What the helpers need of a tap test (a structural type: tap's Test has overloads that defeat Parameters<>). */
+export interface TestLike {
+  teardown(fn: () => void | Promise<void>): void;
+  testdir(content?: Record<string, string>): string;
+  passing(): boolean;
+  name: string;
+}
+
+export const MAIN = path.join(REPO, 'dist', 'daemon', 'src', 'main.js');
+
+export const skipUnlessRoot: string | false = process.getuid?.() === 0 ? false : 'needs root (network namespaces, XDP, bpffs)';
+
+/** npm test builds dist first; when a file runs alone, dist may be missing or older than the sources. */
+export function ensureBuilt(): void {
+  const newest = (dir: string): number =>
+    fs
+      .readdirSync(dir, { withFileTypes: true, recursive: true })
+      .filter((e) => e.isFile() && e.name.endsWith('.ts'))
+      .reduce((m, e) => Math.max(m, fs.statSync(path.join(e.parentPath ?? e.path, e.name)).mtimeMs), 0);
+  const built = fs.existsSync(MAIN) ? fs.statSync(MAIN).mtimeMs : 0;
+  if (built >= newest(path.join(REPO, 'daemon', 'src'))) return;
+  try {
+    execFileSync(process.execPath, [path.join(REPO, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', path.join(REPO, 'tsconfig.json')], {
+      stdio: 'pipe',
+    });
+  } catch (err) {
+    // Type errors elsewhere still emit JavaScript; only a missing main.js is fatal here.
+    if (!fs.existsSync(MAIN)) throw err;
+  }
+}
+
+export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  return Promise.race([promise, new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`${what}: no result within ${ms} ms`)), ms).unref())]);
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The XDP program on an interface, as `ip link` reports it. */
+export function xdpProgram(ifname: string): { id: number; name: string; mode: number } | null {
+  const [link] = JSON.parse(ip('-d', '-j', 'link', 'show', 'dev', ifname)) as {
+    xdp?: { mode: number; prog?: { id: number; name: string } };
+  }[];
+  const prog = link?.xdp?.prog;
+  return prog && link.xdp ? { id: prog.id, name: prog.name, mode: link.xdp.mode } : null;
+}
+
+export interface FirewallConfigOptions {
+  program?: string;
+  api?: { bodyLimit?: number };
+  retain?: number;
+  swapQueue?: { capacity: number; concurrency: number };
+  logLevel?: string;
+}
+
+/**
+ * An override config: the example firewall attached in generic mode to
+ * `ifname`, pins under `pinRoot`, the API on loopback on any free port.
+ */
+export function firewallConfig(pinRoot: string, ifname: string, options: FirewallConfigOptions | string = {}): Record<string, unknown> {
+  const opts: FirewallConfigOptions = typeof options === 'string' ? { program: options } : options;
+  return {
+    pinRoot,
+    log: { level: opts.logLevel ?? 'debug' },
+    objects: [
+      {
+        name: 'firewall',
+        path: FIREWALL_OBJECT,
+        attach: [{ program: opts.program ?? 'xdp_firewall', type: 'xdp', interface: ifname, mode: 'generic' }],
+      },
+    ],
+    api: { host: '127.0.0.1', port: 0, ...(opts.api ?? {}) },
+    ...(opts.retain === undefined ? {} : { retain: opts.retain }),
+    ...(opts.swapQueue === undefined ? {} : { swapQueue: opts.swapQueue }),
+  };
+}
+
+export interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+export interface Daemon {
+  child: ChildProcess;
+  /** every JSON line the daemon wrote to stdout so far */
+  logs: Record<string, unknown>[];
+  stderr: () => string;
+  /** resolves with the first log line whose msg is `msg` */
+  waitForLog(msg: string, timeoutMs?: number): Promise<Record<string, unknown>>;
+  exited: Promise<Exit>;
+}
+
+/**
+ * Starts `node dist/daemon/src/main.js --config <file>` with `config` written
+ * to a test directory. Teardown kills it if it is still alive; when the test
+ * failed, its last log lines and stderr are printed for diagnosis.
+ */
+export function startDaemon(t: TestLike, config: object): Daemon {
+  const dir = t.testdir({ 'mimd.yaml': JSON.stringify(config, null, 2) });
+  const child = spawn(process.execPath, [MAIN, '--config', path.join(dir, 'mimd.yaml')], {
+    cwd: dir, // object paths must not depend on the current directory
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, MIMD_CONFIG: '' },
+  });
+  const exited: Promise<Exit> = once(child, 'exit').then(([code, signal]) => ({
+    code: code as number | null,
+    signal: signal as NodeJS.Signals | null,
+  }));
+
+  const logs: Record<string, unknown>[] = [];
+  const waiters: { msg: string; resolve: (line: Record<string, unknown>) => void }[] = [];
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+    stdout += chunk;
+    let newline: number;
+    while ((newline = stdout.indexOf('\n')) >= 0) {
+      const text = stdout.slice(0, newline);
+      stdout = stdout.slice(newline + 1);
+      let line: Record<string, unknown>;
+      try {
+        line = JSON.parse(text) as Record<string, unknown>;
+      } catch {
+        line = { msg: '(not JSON)', text };
+      }
+      logs.push(line);
+      for (const w of waiters.filter((w) => w.msg === line.msg)) w.resolve(line);
+    }
+  });
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+
+  t.teardown(async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      await exited;
+    }
+    if (!t.passing()) {
+      const tail = logs.slice(-40).map((l) => JSON.stringify(l));
+      process.stderr.write(
+        `\n--- mimd (pid ${child.pid}) of failed test "${t.name}": last ${tail.length} of ${logs.length} log lines ---\n` +
+          `${tail.join('\n')}\n--- stderr ---\n${stderr}\n--- end ---\n`,
+      );
+    }
+  });
+
+  return {
+    child,
+    logs,
+    stderr: () => stderr,
+    exited,
+    waitForLog(msg, timeoutMs = 20_000) {
+      const seen = logs.find((l) => l.msg === msg);
+      if (seen) return Promise.resolve(seen);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no "${msg}" log within ${timeoutMs} ms; stderr: ${stderr}`)), timeoutMs);
+        waiters.push({ msg, resolve: (line) => (clearTimeout(timer), resolve(line)) });
+        void exited.then(({ code, signal }) => {
+          clearTimeout(timer);
+          reject(new Error(`daemon exited (${code ?? signal}) before "${msg}"; stderr: ${stderr}; logs: ${JSON.stringify(logs)}`));
+        });
+      });
+    },
+  };
+}
+
+export interface ApiResponse<T = any> {
+  status: number;
+  /** lower-case names */
+  headers: Record<string, string>;
+  /** parsed JSON when the response is JSON, else the text */
+  body: T;
+}
+
+/**
+ * One request. An object body is sent as JSON; a string body is sent as is
+ * with Content-Type application/json (for malformed JSON); no body, no
+ * Content-Type.
+ */
+export type Api = (method: string, urlPath: string, body?: unknown, headers?: Record<string, string>) => Promise<ApiResponse>;
+
+export interface RunningDaemon extends Daemon {
+  port: number;
+  baseUrl: string;
+  /** the "started" log line */
+  started: Record<string, unknown>;
+  api: Api;
+  /** Sends `signal` to the daemon's pid and resolves with its exit. */
+  stop(signal?: NodeJS.Signals, timeoutMs?: number): Promise<Exit>;
+}
+
+export function apiClient(baseUrl: string): Api {
+  return async (method, urlPath, body, headers = {}) => {
+    const init: RequestInit = { method, headers: { ...headers } };
+    if (body !== undefined) {
+      init.body = typeof body === 'string' ? body : JSON.stringify(body);
+      (init.headers as Record<string, string>)['content-type'] ??= 'application/json';
+    }
+    const res = await fetch(`${baseUrl}${urlPath}`, init);
+    const text = await res.text();
+    const out: Record<string, string> = {};
+    res.headers.forEach((value, name) => (out[name] = value));
+    let parsed: unknown = text;
+    if ((out['content-type'] ?? '').startsWith('application/json') && text !== '') parsed = JSON.parse(text);
+    return { status: res.status, headers: out, body: parsed };
+  };
+}
+
+/** startDaemon, then waits for "started" and reads the port it listens on. */
+export async function startApi(t: TestLike, config: object): Promise<RunningDaemon> {
+  const daemon = startDaemon(t, config);
+  const started = await daemon.waitForLog('started');
+  const listen = started.listen as { address: string; family: string; port: number }[] | undefined;
+  const first = listen?.find((l) => l.family === 'IPv4') ?? listen?.[0];
+  if (!first) throw new Error(`"started" has no listen address: ${JSON.stringify(started)}`);
+  const host = first.family === 'IPv6' ? `[${first.address}]` : first.address;
+  const baseUrl = `http://${host}:${first.port}`;
+  return {
+    ...daemon,
+    port: first.port,
+    baseUrl,
+    started,
+    api: apiClient(baseUrl),
+    async stop(signal = 'SIGTERM', timeoutMs = 10_000) {
+      if (daemon.child.exitCode === null && daemon.child.signalCode === null) daemon.child.kill(signal);
+      return withTimeout(daemon.exited, timeoutMs, `daemon exit after ${signal}`);
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------
+// The kernel's view, independent of the daemon.
+
+export function bpftool(...args: string[]): unknown {
+  const out = execFileSync('bpftool', ['-j', ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  return out.trim() === '' ? null : JSON.parse(out);
+}
+
+const bytesOf = (hexBytes: string[]): Buffer => Buffer.from(hexBytes.map((b) => parseInt(b, 16)));
+
+function slotsOf(dump: { key: string[]; value: string[] }[] | null): Record<string, number> {
+  const slots: Record<string, number> = {};
+  for (const { key, value } of dump ?? []) slots[bytesOf(key).toString('hex')] = bytesOf(value).readUInt32LE(0);
+  return slots;
+}
+
+/** Every slot of an outer map as the kernel holds it: key (hex, memory order) -> inner map id. */
+export function kernelSlots(outerMapId: number): Record<string, number> {
+  return slotsOf(bpftool('map', 'dump', 'id', String(outerMapId)) as { key: string[]; value: string[] }[] | null);
+}
+
+/** kernelSlots of many outer maps at once: map id -> slots. */
+export function kernelSlotsOf(outerMapIds: number[]): Record<number, Record<string, number>> {
+  const dumps = bpftoolBatch(outerMapIds.map((id) => ['map', 'dump', 'id', String(id)]));
+  return Object.fromEntries(outerMapIds.map((id, i) => [id, slotsOf(dumps[i] as { key: string[]; value: string[] }[] | null)]));
+}
+
+/**
+ * Several bpftool commands in one process (`bpftool -j batch file -`), for
+ * when a test reads many maps: one output per command, in order.
+ */
+export function bpftoolBatch(commands: string[][]): unknown[] {
+  if (commands.length === 0) return [];
+  const out = execFileSync('bpftool', ['-j', 'batch', 'file', '-'], {
+    encoding: 'utf8',
+    input: commands.map((c) => `${c.join(' ')}\n`).join(''),
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  const results = JSON.parse(out) as { command: string[]; output: unknown }[];
+  return results.map((r) => r.output);
+}
+
+function entriesOf(dump: { key: string[]; value: string[] }[] | null): Record<string, string> {
+  const entries: Record<string, string> = {};
+  for (const { key, value } of dump ?? []) entries[bytesOf(key).toString('hex')] = bytesOf(value).toString('hex');
+  return entries;
+}
+
+/** Every entry of a (non-per-CPU) map: key hex -> value hex, both in memory order. */
+export function kernelEntries(mapId: number): Record<string, string> {
+  return entriesOf(bpftool('map', 'dump', 'id', String(mapId)) as { key: string[]; value: string[] }[] | null);
+}
+
+/** kernelEntries of many maps at once: map id -> entries. */
+export function kernelEntriesOf(mapIds: number[]): Record<number, Record<string, string>> {
+  const dumps = bpftoolBatch(mapIds.map((id) => ['map', 'dump', 'id', String(id)]));
+  return Object.fromEntries(mapIds.map((id, i) => [id, entriesOf(dumps[i] as { key: string[]; value: string[] }[] | null)]));
+}
+
+/** `bpftool map show id`, or null when no map has that id (any more). */
+export function kernelMap(mapId: number): { id: number; type: string; name?: string; max_entries: number; flags: number } | null {
+  try {
+    return bpftool('map', 'show', 'id', String(mapId)) as { id: number; type: string; max_entries: number; flags: number };
+  } catch {
+    return null;
+  }
+}
+
+/** Puts map `innerId` into slot `key` of an outer map behind the daemon's back. */
+export function setSlotBehindBack(outerMapId: number, key: Buffer, innerId: number): void {
+  execFileSync('bpftool', ['map', 'update', 'id', String(outerMapId), 'key', ...[...key].map(String), 'value', 'id', String(innerId)], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+}
+
+/** Every path under `dir`, relative and sorted (bpffs pins and directories). */
+export function listPins(dir: string): string[] {
+  return (fs.readdirSync(dir, { recursive: true }) as string[]).map(String).sort();
+}
+
+/** A u32 in host byte order as hex, the way the daemon names slot pin directories and bpftool keys. */
+export function u32Hex(value: number): string {
+  const b = Buffer.alloc(4);
+  if (endianness() === 'LE') b.writeUInt32LE(value >>> 0);
+  else b.writeUInt32BE(value >>> 0);
+  return b.toString('hex');
+}
