@@ -9,7 +9,8 @@
         "addon/fd.cc",
         "addon/bpf_map.cc",
         "addon/bpf_link.cc",
-        "addon/bpf_object.cc"
+        "addon/bpf_object.cc",
+        "addon/btf.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],

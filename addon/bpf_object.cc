@@ -12,6 +12,7 @@
 #include "addon.h"
 #include "bpf_link.h"
 #include "bpf_map.h"
+#include "btf.h"
 #include "errors.h"
 #include "fd.h"
 #include "libbpf_log.h"
@@ -45,6 +46,8 @@ Napi::Object MapDefObject(Napi::Env env, const bpf_map* map) {
   def.Set("valueSize", bpf_map__value_size(map));
   def.Set("maxEntries", bpf_map__max_entries(map));
   def.Set("flags", bpf_map__map_flags(map));
+  def.Set("btfKeyTypeId", bpf_map__btf_key_type_id(map));
+  def.Set("btfValueTypeId", bpf_map__btf_value_type_id(map));
   return def;
 }
 
@@ -137,6 +140,7 @@ void BpfObject::Init(Napi::Env env, Napi::Object exports) {
           InstanceAccessor<&BpfObject::GetClosed>("closed"),
           InstanceMethod<&BpfObject::Maps>("maps"),
           InstanceMethod<&BpfObject::Programs>("programs"),
+          InstanceMethod<&BpfObject::Btf>("btf"),
           InstanceMethod<&BpfObject::ReuseMapFd>("reuseMapFd"),
           InstanceMethod<&BpfObject::SetInnerMapFd>("setInnerMapFd"),
           InstanceMethod<&BpfObject::SetPinPath>("setPinPath"),
@@ -172,7 +176,8 @@ void BpfObject::RecordInnerTemplates() {
     if (inner == nullptr) continue;
     inner_templates_[bpf_map__name(map)] = InnerTemplate{
         bpf_map__name(inner),        static_cast<uint32_t>(bpf_map__type(inner)), bpf_map__key_size(inner),
-        bpf_map__value_size(inner), bpf_map__max_entries(inner),                 bpf_map__map_flags(inner)};
+        bpf_map__value_size(inner), bpf_map__max_entries(inner),                 bpf_map__map_flags(inner),
+        bpf_map__btf_key_type_id(inner), bpf_map__btf_value_type_id(inner)};
   }
 }
 
@@ -291,6 +296,8 @@ Napi::Value BpfObject::Maps(const Napi::CallbackInfo& info) {
       inner_def.Set("valueSize", tpl.value_size);
       inner_def.Set("maxEntries", tpl.max_entries);
       inner_def.Set("flags", tpl.flags);
+      inner_def.Set("btfKeyTypeId", tpl.btf_key_type_id);
+      inner_def.Set("btfValueTypeId", tpl.btf_value_type_id);
       def.Set("inner", inner_def);
     } else {
       def.Set("inner", env.Null());
@@ -298,6 +305,13 @@ Napi::Value BpfObject::Maps(const Napi::CallbackInfo& info) {
     result.Set(i++, def);
   }
   return result;
+}
+
+Napi::Value BpfObject::Btf(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const struct btf* btf = bpf_object__btf(Usable(env));
+  if (btf == nullptr) return env.Null();
+  return BtfTypes(env, btf);
 }
 
 Napi::Value BpfObject::Programs(const Napi::CallbackInfo& info) {
@@ -351,8 +365,9 @@ Napi::Value BpfObject::SetInnerMapFd(const Napi::CallbackInfo& info) {
   __u32 len = sizeof(inner_info);
   ret = bpf_obj_get_info_by_fd(copy, &inner_info, &len);
   if (ret < 0) ThrowErrno(env, ErrFromRet(ret), "bpf_obj_get_info_by_fd", "inner map of " + name);
+  // A template given by fd carries no BTF of this object: its entries are raw.
   inner_templates_[name] = InnerTemplate{inner_info.name,      inner_info.type,        inner_info.key_size,
-                                         inner_info.value_size, inner_info.max_entries, inner_info.map_flags};
+                                         inner_info.value_size, inner_info.max_entries, inner_info.map_flags, 0, 0};
   return env.Undefined();
 }
 

@@ -33,6 +33,7 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
   Napi::Value GetClosed(const Napi::CallbackInfo& info);
   Napi::Value Maps(const Napi::CallbackInfo& info);
   Napi::Value Programs(const Napi::CallbackInfo& info);
+  Napi::Value Btf(const Napi::CallbackInfo& info);
   Napi::Value ReuseMapFd(const Napi::CallbackInfo& info);
   Napi::Value SetInnerMapFd(const Napi::CallbackInfo& info);
   Napi::Value SetPinPath(const Napi::CallbackInfo& info);
@@ -66,6 +67,7 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
   struct InnerTemplate {
     std::string name;
     uint32_t type, key_size, value_size, max_entries, flags;
+    uint32_t btf_key_type_id, btf_value_type_id;
   };
   std::map<std::string, InnerTemplate> inner_templates_;
   void RecordInnerTemplates();

@@ -269,3 +269,32 @@ t.test('close removes every version pin', async (t) => {
   f.slots.close();
   t.same(fs.readdirSync(f.pinRoot), [], 'no version pins and no directories for them left');
 });
+
+t.test('LPM trie keys: canonical, checked, and counted by exact match', async (t) => {
+  const f = await setup(t);
+  // 192.0.2.0/24 written twice with different host bits is one trie entry.
+  await t.rejects(
+    f.slots.putSlot('firewall', 'policy', '9', { entries: [{ key: '0x18000000c0000200', value: 1 }, { key: '0x18000000c0000205', value: 0 }] }),
+    { code: 'MIMD_BAD_INPUT', field: 'entries[1].key', message: /duplicate of entries\[0\]\.key/ },
+  );
+  await t.rejects(f.slots.putSlot('firewall', 'policy', '9', { entries: [{ key: '0x21000000c0000200', value: 1 }] }), {
+    code: 'MIMD_BAD_INPUT',
+    field: 'entries[0].key',
+    message: /prefix length 33 is over the 32 bits/,
+  });
+  const put = await f.slots.putSlot('firewall', 'policy', '9', { entries: [{ key: '0x18000000c00002ff', value: 1 }] });
+  t.equal(put.entryCount, 1);
+  // 8-byte keys read back as integers (host order) with the raw codec.
+  const canonical = Number(Buffer.from('18000000c0000200', 'hex').readBigUInt64LE(0));
+  t.same(f.slots.readEntries('firewall', 'policy', '9', { limit: 10 }).entries, [{ key: canonical, value: 1 }], 'stored canonical');
+
+  // A /30 inside the /24 is not an entry: deleting it deletes nothing.
+  const none = await f.slots.patchEntries('firewall', 'policy', '9', { delete: ['0x1e000000c0000204'] });
+  t.match(none, { deleted: 0, entryCount: 1 });
+  // A /28 inside the /24 is a new entry.
+  const added = await f.slots.patchEntries('firewall', 'policy', '9', { upsert: [{ key: '0x1c000000c0000200', value: 0 }] });
+  t.match(added, { upserted: 1, entryCount: 2 });
+  t.equal(f.slots.readEntries('firewall', 'policy', '9', { limit: 10 }).entries.length, 2);
+  await t.rejects(f.slots.patchEntries('firewall', 'policy', '9', { upsert: [{ key: '0x21000000c0000200', value: 0 }] }), { field: 'upsert[0].key' });
+  t.equal(f.slots.readEntries('firewall', 'policy', '9', { limit: 10 }).entries.length, 2, 'a refused patch writes nothing');
+});

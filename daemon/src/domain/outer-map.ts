@@ -180,13 +180,33 @@ export class OuterMap {
     return { keys, values, count: entries.length, maxEntries, labels: { ...(body.labels ?? {}) } };
   }
 
-  /** Encodes one key; an array index past maxEntries breaks the template. */
+  /**
+   * Encodes one key; an array index past maxEntries breaks the template. An
+   * LPM trie key comes back canonical (bits past the prefix zeroed), because
+   * the trie treats keys that differ only there as the same entry.
+   */
   encodeKey(value: EntryJson, field: string, maxEntries: number): Buffer {
     const key = this.entryCodec.key.encode(value, field);
     if (this.innerIsArray && key.readUInt32LE(0) >= maxEntries) {
       throw templateViolation(field, `index ${key.readUInt32LE(0)} is past the inner map's maxEntries ${maxEntries}`);
     }
+    if (this.innerIsLpm) canonicalLpmKey(key, field);
     return key;
+  }
+
+  private get innerIsLpm(): boolean {
+    return this.template.type === 'LPM_TRIE';
+  }
+
+  /**
+   * Whether `key` is an entry of `map` exactly. A lookup cannot tell for an
+   * LPM trie: it answers with the longest prefix that covers the key.
+   */
+  presence(map: KernelMap): (key: Buffer) => boolean {
+    if (!this.innerIsLpm) return (key) => map.lookup(key) !== null;
+    const keys = new Set<string>();
+    for (let key = map.nextKey(null); key; key = map.nextKey(key)) keys.add(key.toString('hex'));
+    return (key) => keys.has(key.toString('hex'));
   }
 
   /** Entries an inner map holds: an array has every index, a hash what was written. */
@@ -290,5 +310,19 @@ export class OuterMap {
       for (const version of slot.versions.values()) version.map.close();
     }
     this.handle.close();
+  }
+}
+
+/**
+ * struct bpf_lpm_trie_key: a host-order u32 prefix length, then the data.
+ * Checks the length and zeroes the bits past it, in place.
+ */
+function canonicalLpmKey(key: Buffer, field: string): void {
+  const prefixlen = key.readUInt32LE(0);
+  const dataBits = (key.length - 4) * 8;
+  if (prefixlen > dataBits) throw badInput(field, `prefix length ${prefixlen} is over the ${dataBits} bits of the key's data`);
+  for (let bit = prefixlen; bit < dataBits; bit++) {
+    const byte = 4 + (bit >> 3);
+    key[byte] = (key[byte] ?? 0) & ~(0x80 >> (bit & 7));
   }
 }

@@ -295,9 +295,13 @@ export class SlotsService implements SlotsApi {
     deletes: Buffer[],
   ): Promise<PatchResult> {
     const map = version.map;
-    // What the touched keys hold now, to put back if the kernel refuses midway.
+    // What the touched keys hold now (exactly: not a covering prefix), to put
+    // back if the kernel refuses midway.
+    const present = outer.presence(map);
     const before = new Map<string, Buffer | null>();
-    for (const key of [...upserts.map((u) => u.key), ...deletes]) before.set(key.toString('hex'), map.lookup(key));
+    for (const key of [...upserts.map((u) => u.key), ...deletes]) {
+      before.set(key.toString('hex'), present(key) ? map.lookup(key) : null);
+    }
     const added = new Set(upserts.filter((u) => before.get(u.key.toString('hex')) === null).map((u) => u.key.toString('hex')));
     const removed = new Set(deletes.filter((k) => before.get(k.toString('hex')) !== null).map((k) => k.toString('hex')));
     for (const id of removed) added.delete(id);

@@ -3,6 +3,7 @@
 // checks arguments before they reach C++.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import type { BtfTable } from '../domain/btf';
 
 /** Errors thrown or rejected by the addon. */
 export interface NativeError extends Error {
@@ -47,6 +48,9 @@ export interface NativeMapDef {
   valueSize: number;
   maxEntries: number;
   flags: number;
+  /** BTF type ids of the key and value in the object's BTF; 0 when the map has none */
+  btfKeyTypeId: number;
+  btfValueTypeId: number;
   pinPath: string | null;
   /** .rodata/.data/.bss/.kconfig: made by libbpf, not declared as maps */
   internal: boolean;
@@ -132,6 +136,8 @@ export declare class NativeObject {
   readonly closed: boolean;
   maps(): NativeMapDef[];
   programs(): NativeProgramDef[];
+  /** the object's BTF, or null when it has none */
+  btf(): BtfTable | null;
   reuseMapFd(mapName: string, fd: number): void;
   setInnerMapFd(mapName: string, fd: number): void;
   setPinPath(mapName: string, path: string | null): void;

@@ -1,6 +1,7 @@
 // BpfObject: a BPF ELF object opened with libbpf, configured before load (reuse
 // pinned maps, inner map templates, pin paths) and then loaded into the kernel.
 import { native, type NativeMapDef, type NativeObject, type NativeProgramDef, type NativeTestRunResult } from './native';
+import type { BtfTable } from '../domain/btf';
 import { BpfMap } from './map';
 import { BpfLink } from './link';
 import { assertNonEmptyString, assertOneOf, assertUint } from './check';
@@ -60,6 +61,11 @@ export class BpfObject {
 
   programs(): NativeProgramDef[] {
     return this.handle.programs();
+  }
+
+  /** The object's BTF type table (index = type id), or null when the object has no BTF. */
+  btf(): BtfTable | null {
+    return this.handle.btf();
   }
 
   /** Before load: use an existing map (e.g. a pinned outer map) instead of creating one. */
