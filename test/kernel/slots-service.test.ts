@@ -295,6 +295,6 @@ t.test('LPM trie keys: canonical, checked, and counted by exact match', async (t
   const added = await f.slots.patchEntries('firewall', 'policy', '9', { upsert: [{ key: '0x1c000000c0000200', value: 0 }] });
   t.match(added, { upserted: 1, entryCount: 2 });
   t.equal(f.slots.readEntries('firewall', 'policy', '9', { limit: 10 }).entries.length, 2);
-  await t.rejects(f.slots.patchEntries('firewall', 'policy', '9', { upsert: [{ key: '0x21000000c0000200', value: 0 }] }), { field: 'upsert[0].key' });
+  await t.rejects(f.slots.patchEntries('firewall', 'policy', '9', { upsert: [{ key: '0x21000000c0000200', value: 0 }] }), { code: 'MIMD_BAD_INPUT', field: 'upsert[0].key' });
   t.equal(f.slots.readEntries('firewall', 'policy', '9', { limit: 10 }).entries.length, 2, 'a refused patch writes nothing');
 });

@@ -10,11 +10,16 @@ import { endianness } from 'node:os';
 import type { EntryJson } from './slots-api';
 import { badInput } from './errors';
 
+/** A JSON Schema (draft 2020-12 subset) describing a field's JSON form. */
+export type JsonSchema = Record<string, unknown>;
+
 export interface FieldCodec {
   readonly size: number;
-  /** Throws a MIMD_BAD_INPUT error naming `field` when the value does not fit. */
+  /** Throws a MIMD_BAD_INPUT error naming `field` (and the path below it) when the value does not fit. */
   encode(value: EntryJson, field: string): Buffer;
   decode(bytes: Buffer): EntryJson;
+  /** The JSON form this codec accepts and produces. */
+  schema(): JsonSchema;
 }
 
 export interface EntryCodec {
@@ -74,6 +79,18 @@ class RawField implements FieldCodec {
       rest >>= 8n;
     }
     return bytes;
+  }
+
+  schema(): JsonSchema {
+    const hex = { type: 'string', pattern: `^0x[0-9a-fA-F]{${this.size * 2}}$` };
+    if (!this.integer) return hex;
+    return {
+      anyOf: [
+        { type: 'integer', minimum: 0, maximum: Math.min(Number(this.max), Number.MAX_SAFE_INTEGER) },
+        { type: 'string', pattern: '^(0|[1-9][0-9]*)$' },
+        hex,
+      ],
+    };
   }
 
   decode(bytes: Buffer): EntryJson {
