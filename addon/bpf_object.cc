@@ -46,8 +46,6 @@ Napi::Object MapDefObject(Napi::Env env, const bpf_map* map) {
   def.Set("valueSize", bpf_map__value_size(map));
   def.Set("maxEntries", bpf_map__max_entries(map));
   def.Set("flags", bpf_map__map_flags(map));
-  def.Set("btfKeyTypeId", bpf_map__btf_key_type_id(map));
-  def.Set("btfValueTypeId", bpf_map__btf_value_type_id(map));
   return def;
 }
 
@@ -172,6 +170,7 @@ BpfObject::BpfObject(const Napi::CallbackInfo& info) : Napi::ObjectWrap<BpfObjec
 void BpfObject::RecordInnerTemplates() {
   bpf_map* map;
   bpf_object__for_each_map(map, obj_) {
+    btf_ids_[bpf_map__name(map)] = {bpf_map__btf_key_type_id(map), bpf_map__btf_value_type_id(map)};
     const bpf_map* inner = bpf_map__inner_map(map);
     if (inner == nullptr) continue;
     inner_templates_[bpf_map__name(map)] = InnerTemplate{
@@ -282,6 +281,9 @@ Napi::Value BpfObject::Maps(const Napi::CallbackInfo& info) {
   bpf_map* map;
   bpf_object__for_each_map(map, obj) {
     Napi::Object def = MapDefObject(env, map);
+    auto ids = btf_ids_.find(bpf_map__name(map));
+    def.Set("btfKeyTypeId", ids != btf_ids_.end() ? ids->second.first : 0);
+    def.Set("btfValueTypeId", ids != btf_ids_.end() ? ids->second.second : 0);
     const char* pin = bpf_map__pin_path(map);
     def.Set("pinPath", pin ? Napi::Value(Napi::String::New(env, pin)) : env.Null());
     def.Set("internal", bpf_map__is_internal(map));

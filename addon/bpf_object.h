@@ -70,6 +70,9 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
     uint32_t btf_key_type_id, btf_value_type_id;
   };
   std::map<std::string, InnerTemplate> inner_templates_;
+  // BTF key/value type ids by map name, recorded at open: libbpf clears an
+  // outer map's key type id when it creates the map.
+  std::map<std::string, std::pair<uint32_t, uint32_t>> btf_ids_;
   void RecordInnerTemplates();
   // fds given to bpf_map__set_inner_map_fd: libbpf borrows them until load.
   std::map<std::string, int> inner_fds_;

@@ -45,8 +45,9 @@ struct policy_key {
 	__u32 addr;
 };
 
+/* enum verdict is 4 bytes: the layout stays one u32, and BTF names the values. */
 struct policy_value {
-	__u32 verdict; /* enum verdict */
+	enum verdict verdict;
 };
 
 #endif /* MIMD_FIREWALL_H */

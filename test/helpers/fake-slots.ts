@@ -20,6 +20,13 @@ import type {
 } from '../../daemon/src/domain/slots-api';
 import { buildApp, type App } from '../../daemon/src/http/app';
 
+/** A schema as the typed codec gives it, nested, to check it passes through whole. */
+export const ENTRY_SCHEMA = {
+  slot: { type: 'integer', minimum: 0, maximum: 3 },
+  key: { anyOf: [{ type: 'string', format: 'ipv4' }, { type: 'string', pattern: '^0x[0-9a-fA-F]{8}$' }] },
+  value: { type: 'object', properties: { verdict: { enum: ['pass', 'drop'] } }, required: ['verdict'], additionalProperties: false },
+};
+
 export const BLOCKLIST: OuterMapView = {
   object: 'firewall',
   name: 'blocklist',
@@ -150,7 +157,7 @@ export class FakeSlots implements SlotsApi {
     return this.call('listMaps', [], () => [BLOCKLIST]);
   }
   getMap(object: string, map: string): OuterMapDetail {
-    return this.call('getMap', [object, map], () => ({ ...BLOCKLIST, slots: [SLOT_SUMMARY] }));
+    return this.call('getMap', [object, map], () => ({ ...BLOCKLIST, slots: [SLOT_SUMMARY], schema: ENTRY_SCHEMA }));
   }
   listSlots(object: string, map: string): SlotSummary[] {
     return this.call('listSlots', [object, map], () => [SLOT_SUMMARY]);

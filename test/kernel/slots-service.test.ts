@@ -14,6 +14,8 @@ import { FIREWALL_OBJECT, pinDir, u32 } from '../helpers/sandbox';
 import { ipv4Frame } from '../helpers/packet';
 
 const LISTED = '198.51.100.7';
+// As config/default.yaml declares them.
+const FIREWALL_MAPS = { blocklist: { formats: { key: 'ipv4' as const } }, policy: { formats: { key: 'cidr' as const } } };
 const LISTED_HEX = '0xc6336407';
 const OTHER_HEX = '0xcb007101';
 
@@ -37,7 +39,7 @@ async function setup(t: Parameters<typeof pinDir>[0], retain = 3, capacity = 102
   const logger = pino({ level: 'silent' });
   const kernel = new KernelAdapter();
   const host = new HostService({
-    objects: [{ name: 'firewall', path: FIREWALL_OBJECT, attach: [] }],
+    objects: [{ name: 'firewall', path: FIREWALL_OBJECT, attach: [], maps: FIREWALL_MAPS }],
     pinRoot,
     kernel,
     logger,
@@ -122,7 +124,7 @@ t.test('put, rollback, activate, clear: the program sees each change', async (t)
 
 t.test('stage then activate; entries read back from the kernel, paginated', async (t) => {
   const f = await setup(t);
-  const entries = Array.from({ length: 250 }, (_, i) => ({ key: i + 1, value: 1 }));
+  const entries = Array.from({ length: 250 }, (_, i) => ({ key: `10.0.${i >> 8}.${(i & 255) + 1}`, value: 1 }));
   const staged = await f.slots.stageVersion('firewall', 'blocklist', '2', { entries });
   t.match(staged, { version: 1, state: 'staged', entryCount: 250 });
   t.equal(f.blocklistId(2), null, 'staging does not touch the slot');
@@ -162,7 +164,7 @@ t.test('patch in place, without a swap', async (t) => {
 t.test('policy: a HASH_OF_MAPS slot keyed by ifindex with an LPM trie', async (t) => {
   const f = await setup(t);
   // prefixlen 8 (LE u32), then 10.0.0.0
-  const res = await f.slots.putSlot('firewall', 'policy', '1', { entries: [{ key: '0x080000000a000000', value: 1 }] });
+  const res = await f.slots.putSlot('firewall', 'policy', '1', { entries: [{ key: '10.0.0.0/8', value: { verdict: 'drop' } }] });
   t.match(res, { slot: 1, version: 1, created: true });
   t.equal(await f.verdict('10.9.8.7'), XdpAction.DROP, 'test runs come in on lo (ifindex 1)');
   t.equal(await f.verdict('11.0.0.1'), XdpAction.PASS);
@@ -186,9 +188,9 @@ t.test('errors change nothing: no slot touched, no version or pin left', async (
 
   const cases: [string, () => Promise<unknown>, Record<string, unknown>][] = [
     ['bad key size', () => f.slots.putSlot('firewall', 'blocklist', '0', block('0x0102')), { code: 'MIMD_BAD_INPUT', field: 'entries[0].key', message: 'entries[0].key: expected 4 bytes, got 2' }],
-    ['value too big', () => f.slots.putSlot('firewall', 'blocklist', '0', { entries: [{ key: 1, value: 256 }] }), { code: 'MIMD_BAD_INPUT', field: 'entries[0].value' }],
+    ['value too big', () => f.slots.putSlot('firewall', 'blocklist', '0', { entries: [{ key: '10.0.0.1', value: 256 }] }), { code: 'MIMD_BAD_INPUT', field: 'entries[0].value' }],
     ['duplicate key', () => f.slots.putSlot('firewall', 'blocklist', '0', block('0x00000001', '0x00000001')), { code: 'MIMD_BAD_INPUT', field: 'entries[1].key' }],
-    ['too many entries', () => f.slots.putSlot('firewall', 'blocklist', '0', { entries: [{ key: 1, value: 1 }, { key: 2, value: 1 }], maxEntries: 1 }), { statusCode: 422, field: 'entries' }],
+    ['too many entries', () => f.slots.putSlot('firewall', 'blocklist', '0', { entries: [{ key: '10.0.0.1', value: 1 }, { key: '10.0.0.2', value: 1 }], maxEntries: 1 }), { statusCode: 422, field: 'entries' }],
     ['If-Match', () => f.slots.putSlot('firewall', 'blocklist', '0', block(OTHER_HEX), 7), { statusCode: 412, field: 'If-Match' }],
     ['slot past the end', () => f.slots.putSlot('firewall', 'blocklist', '4', block(OTHER_HEX)), { statusCode: 404, field: 'slot' }],
     ['bad slot', () => f.slots.putSlot('firewall', 'blocklist', 'x', block(OTHER_HEX)), { statusCode: 400, field: 'slot' }],
@@ -238,7 +240,7 @@ t.test('drift: a slot changed behind mimd is reported', async (t) => {
 t.test('100 concurrent PUTs to one slot: one wins, numbers without gaps, pins = active + retain', async (t) => {
   const f = await setup(t, 3);
   const results = await Promise.all(
-    Array.from({ length: 100 }, (_, i) => f.slots.putSlot('firewall', 'blocklist', '1', { entries: [{ key: i + 1, value: 1 }], labels: { n: String(i) } })),
+    Array.from({ length: 100 }, (_, i) => f.slots.putSlot('firewall', 'blocklist', '1', { entries: [{ key: `10.0.0.${i + 1}`, value: 1 }], labels: { n: String(i) } })),
   );
   t.same(results.map((r) => r.version).sort((a, b) => a - b), Array.from({ length: 100 }, (_, i) => i + 1), 'versions 1..100, no gap');
   const detail = f.slots.getSlot('firewall', 'blocklist', '1');
@@ -274,27 +276,30 @@ t.test('LPM trie keys: canonical, checked, and counted by exact match', async (t
   const f = await setup(t);
   // 192.0.2.0/24 written twice with different host bits is one trie entry.
   await t.rejects(
-    f.slots.putSlot('firewall', 'policy', '9', { entries: [{ key: '0x18000000c0000200', value: 1 }, { key: '0x18000000c0000205', value: 0 }] }),
+    f.slots.putSlot('firewall', 'policy', '9', {
+      entries: [
+        { key: '0x18000000c0000200', value: { verdict: 'drop' } },
+        { key: '0x18000000c0000205', value: { verdict: 'pass' } },
+      ],
+    }),
     { code: 'MIMD_BAD_INPUT', field: 'entries[1].key', message: /duplicate of entries\[0\]\.key/ },
   );
-  await t.rejects(f.slots.putSlot('firewall', 'policy', '9', { entries: [{ key: '0x21000000c0000200', value: 1 }] }), {
+  await t.rejects(f.slots.putSlot('firewall', 'policy', '9', { entries: [{ key: '0x21000000c0000200', value: { verdict: 'drop' } }] }), {
     code: 'MIMD_BAD_INPUT',
     field: 'entries[0].key',
     message: /prefix length 33 is over the 32 bits/,
   });
-  const put = await f.slots.putSlot('firewall', 'policy', '9', { entries: [{ key: '0x18000000c00002ff', value: 1 }] });
+  const put = await f.slots.putSlot('firewall', 'policy', '9', { entries: [{ key: '0x18000000c00002ff', value: { verdict: 'drop' } }] });
   t.equal(put.entryCount, 1);
-  // 8-byte keys read back as integers (host order) with the raw codec.
-  const canonical = Number(Buffer.from('18000000c0000200', 'hex').readBigUInt64LE(0));
-  t.same(f.slots.readEntries('firewall', 'policy', '9', { limit: 10 }).entries, [{ key: canonical, value: 1 }], 'stored canonical');
+  t.same(f.slots.readEntries('firewall', 'policy', '9', { limit: 10 }).entries, [{ key: '192.0.2.0/24', value: { verdict: 'drop' } }], 'stored canonical');
 
   // A /30 inside the /24 is not an entry: deleting it deletes nothing.
   const none = await f.slots.patchEntries('firewall', 'policy', '9', { delete: ['0x1e000000c0000204'] });
   t.match(none, { deleted: 0, entryCount: 1 });
   // A /28 inside the /24 is a new entry.
-  const added = await f.slots.patchEntries('firewall', 'policy', '9', { upsert: [{ key: '0x1c000000c0000200', value: 0 }] });
+  const added = await f.slots.patchEntries('firewall', 'policy', '9', { upsert: [{ key: '0x1c000000c0000200', value: { verdict: 'pass' } }] });
   t.match(added, { upserted: 1, entryCount: 2 });
   t.equal(f.slots.readEntries('firewall', 'policy', '9', { limit: 10 }).entries.length, 2);
-  await t.rejects(f.slots.patchEntries('firewall', 'policy', '9', { upsert: [{ key: '0x21000000c0000200', value: 0 }] }), { code: 'MIMD_BAD_INPUT', field: 'upsert[0].key' });
+  await t.rejects(f.slots.patchEntries('firewall', 'policy', '9', { upsert: [{ key: '0x21000000c0000200', value: { verdict: 'pass' } }] }), { code: 'MIMD_BAD_INPUT', field: 'upsert[0].key' });
   t.equal(f.slots.readEntries('firewall', 'policy', '9', { limit: 10 }).entries.length, 2, 'a refused patch writes nothing');
 });

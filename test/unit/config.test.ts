@@ -59,6 +59,7 @@ t.test('the embedded default is valid and harmless: xdp_firewall on lo, generic 
         name: 'firewall',
         path: path.join(dir, 'bpf', 'firewall.bpf.o'),
         attach: [{ program: 'xdp_firewall', type: 'xdp', interface: 'lo', mode: 'generic' }],
+        maps: { blocklist: { formats: { key: 'ipv4' } }, policy: { formats: { key: 'cidr' } } },
       },
     ],
     api: { host: '127.0.0.1', port: 7373, bodyLimit: 16777216 },
@@ -233,7 +234,7 @@ t.test('unknown keys are errors, at any depth', async (t) => {
   const nested = load(t, 'log:\n  level: info\n  pretty: true\n');
   t.equal(configError(nested.run).message, `config: log.pretty: unknown key (allowed here: level) (from ${nested.file}, line 3)`);
   const inObject = load(t, 'objects:\n  - name: fw\n    path: bpf/firewall.bpf.o\n    pin: true\n');
-  t.match(configError(inObject.run).message, /^config: objects\[0\]\.pin: unknown key \(allowed here: name, path, attach\)/);
+  t.match(configError(inObject.run).message, /^config: objects\[0\]\.pin: unknown key \(allowed here: name, path, attach, maps\)/);
 });
 
 t.test('every bad key is reported at once, one per line', async (t) => {
@@ -321,4 +322,22 @@ t.test('a missing override file is an error naming it', async (t) => {
   const dir = root(t);
   const missing = path.join(dir, 'nope.yaml');
   t.equal(configError(() => loadConfig(missing, { baseDir: dir })).message, `config: cannot read config file ${missing}: ENOENT`);
+});
+
+t.test('map formats: a path under slot, key or value, and a known format', async (t) => {
+  const withFormats = (formats: string) => `
+objects:
+  - name: fw
+    path: bpf/firewall.bpf.o
+    maps:
+      policy:
+        formats:
+${formats}
+`;
+  const bad = load(t, withFormats('          addr: ipv4'));
+  t.match(configError(bad.run).message, /objects\[0\]\.maps\.policy\.formats/);
+  const unknown = load(t, withFormats('          key: dotted'));
+  t.match(configError(unknown.run).message, /objects\[0\]\.maps\.policy\.formats.*key.*: expected one of ipv4, ipv6, mac, be16, be32, be64, hex, cidr/);
+  const good = load(t, withFormats('          key: cidr\n          value.verdict: hex'));
+  t.same(good.run().objects[0]?.maps, { policy: { formats: { key: 'cidr', 'value.verdict': 'hex' } } });
 });

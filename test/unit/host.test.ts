@@ -24,8 +24,10 @@ const BLOCKLIST: MapDefinition = {
   valueSize: 4,
   maxEntries: 4,
   flags: [],
+  btfKeyTypeId: 0,
+  btfValueTypeId: 0,
   internal: false,
-  inner: { name: 'blocklist.inner', type: 'HASH', keySize: 4, valueSize: 1, maxEntries: 65536, flags: [] },
+  inner: { name: 'blocklist.inner', type: 'HASH', keySize: 4, valueSize: 1, maxEntries: 65536, flags: [], btfKeyTypeId: 0, btfValueTypeId: 0 },
 };
 const COUNTERS: MapDefinition = { ...BLOCKLIST, name: 'counters', type: 'PERCPU_ARRAY', valueSize: 8, inner: null };
 
@@ -101,6 +103,9 @@ class FakeObject implements KernelObject {
   outerMap(): never {
     throw new Error('the host service does not open outer maps');
   }
+  btf(): null {
+    return null;
+  }
   programs(): ProgramDefinition[] {
     return structuredClone(this.file.programs);
   }
@@ -146,6 +151,7 @@ function objects(): ObjectConfig[] {
       name: 'firewall',
       path: '/o/firewall.bpf.o',
       attach: [{ program: 'xdp_firewall', type: 'xdp', interface: 'lo', mode: 'generic' }],
+      maps: {},
     },
     {
       name: 'tools',
@@ -154,6 +160,7 @@ function objects(): ObjectConfig[] {
         { program: 'tc_count', type: 'tc', interface: 'eth0', direction: 'egress' },
         { program: 'on_getpid', type: 'tracepoint', tracepoint: 'syscalls/sys_enter_getpid' },
       ],
+      maps: {},
     },
   ];
 }
@@ -370,4 +377,15 @@ t.test('objects are opened with their name and a pin root of their own', async (
     { name: 'firewall', pinRoot: '/sys/fs/bpf/mimd-test/firewall' },
     { name: 'tools', pinRoot: '/sys/fs/bpf/mimd-test/tools' },
   ]);
+});
+
+t.test('map settings must name a map-in-map map of the object, before any load', async (t) => {
+  const config = objects();
+  config[0] = { ...config[0]!, maps: { counters: { formats: { key: 'ipv4' } } } };
+  const { host, kernel } = setup(t, config);
+  const err = await startError(host);
+  t.equal(err.code, 'MIMD_CONFIG_MISMATCH');
+  t.equal(err.field, 'objects[0].maps.counters');
+  t.match(err.message, /has no map-in-map map "counters" \(it has: blocklist\)/);
+  t.notOk(kernel.calls.some((c) => c.startsWith('load')), 'nothing loaded');
 });

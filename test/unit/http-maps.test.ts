@@ -1,7 +1,7 @@
 // GET /v1/maps and GET /v1/maps/:object/:map: answers passed through whole.
 import t from 'tap';
 import { NotFoundError } from '../../daemon/src/domain/errors';
-import { BLOCKLIST, SLOT_SUMMARY, json, testApp } from '../helpers/fake-slots';
+import { BLOCKLIST, ENTRY_SCHEMA, SLOT_SUMMARY, json, testApp } from '../helpers/fake-slots';
 
 t.test('GET /v1/maps lists every outer map', async (t) => {
   const { app, slots } = testApp(t);
@@ -16,17 +16,17 @@ t.test('GET /v1/maps/:object/:map shows one map with its slots', async (t) => {
   const { app, slots } = testApp(t);
   const res = await app.inject({ method: 'GET', url: '/v1/maps/firewall/policy' });
   t.equal(res.statusCode, 200);
-  t.strictSame(json(res), { ...BLOCKLIST, slots: [SLOT_SUMMARY] });
+  t.strictSame(json(res), { ...BLOCKLIST, slots: [SLOT_SUMMARY], schema: ENTRY_SCHEMA });
   t.strictSame(slots.only('getMap'), ['firewall', 'policy']);
 });
 
 t.test('a map without a pin path, and a slot without an active version', async (t) => {
   const { app, slots } = testApp(t);
   const empty = { ...SLOT_SUMMARY, slot: '0x00000001', activeVersion: null, mapId: null, entryCount: null, createdAt: null, labels: {}, drift: true };
-  slots.on('getMap', () => ({ ...BLOCKLIST, pinPath: null, slots: [empty] }));
+  slots.on('getMap', () => ({ ...BLOCKLIST, pinPath: null, slots: [empty], schema: ENTRY_SCHEMA }));
   const res = await app.inject({ method: 'GET', url: '/v1/maps/firewall/blocklist' });
   t.equal(res.statusCode, 200);
-  t.strictSame(json(res), { ...BLOCKLIST, pinPath: null, slots: [empty] });
+  t.strictSame(json(res), { ...BLOCKLIST, pinPath: null, slots: [empty], schema: ENTRY_SCHEMA });
 });
 
 t.test('an unknown map is the service\'s 404', async (t) => {

@@ -87,6 +87,33 @@ export const RawTracepointAttachSchema = Strict(
 /** Discriminated by `type`; the loader reports errors against the variant `type` selects. */
 export const AttachSchema = Type.Union([XdpAttachSchema, TcAttachSchema, TracepointAttachSchema, RawTracepointAttachSchema]);
 
+export const FORMAT_NAMES = ['ipv4', 'ipv6', 'mac', 'be16', 'be32', 'be64', 'hex', 'cidr'] as const;
+
+/**
+ * How one outer map's slots, keys and values read in the API, for what BTF
+ * cannot say. Paths start at slot, key or value: `key`, `value.addr`,
+ * `value.ports[]`.
+ */
+export const MapCodecSchema = Strict({
+  formats: Type.Record(
+    Type.String({ pattern: '^(slot|key|value)(\\.[A-Za-z_][A-Za-z0-9_]*(\\[\\])?)*$' }),
+    OneOf(FORMAT_NAMES),
+    {
+      default: {},
+      // TypeBox leaves keys that match no pattern allowed; they are typos here.
+      additionalProperties: false,
+      expected: 'a map of field paths (slot, key or value, then .member...) to formats',
+      description: 'per-field formats: ipv4, ipv6, mac, be16, be32, be64, hex, cidr',
+    },
+  ),
+  defaults: Type.Optional(
+    Strict({
+      key: Type.Optional(Type.Unknown()),
+      value: Type.Optional(Type.Unknown()),
+    }),
+  ),
+});
+
 export const ObjectSchema = Strict({
   name: Type.String({
     pattern: '^[a-z0-9_-]{1,32}$',
@@ -100,6 +127,10 @@ export const ObjectSchema = Strict({
     description: 'relative paths resolve against the package root',
   }),
   attach: Type.Array(AttachSchema, { default: [] }),
+  maps: Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_.]*$' }), MapCodecSchema, {
+    default: {},
+    expected: 'a map of outer map names to their formats and defaults',
+  }),
 });
 
 export const LogSchema = Strict({
@@ -155,6 +186,8 @@ export type LogConfig = Static<typeof LogSchema>;
 export type ApiConfig = Static<typeof ApiSchema>;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 export type ObjectConfig = Static<typeof ObjectSchema>;
+export type MapCodecConfig = Static<typeof MapCodecSchema>;
+export type FormatName = (typeof FORMAT_NAMES)[number];
 export type AttachConfig = Static<typeof AttachSchema>;
 export type AttachType = AttachConfig['type'];
 export type XdpAttachConfig = Static<typeof XdpAttachSchema>;

@@ -7,6 +7,7 @@ import createError from '@fastify/error';
 import type { Logger } from 'pino';
 import type { AttachConfig, ObjectConfig } from '../config/schema';
 import type { ManagedMapSource } from './slots-service';
+import type { BtfTable } from './btf';
 import type { AttachKind, AttachTarget, KernelLink, KernelObject, MapDefinition, ObjectLoader, ProgramDefinition } from './ports';
 
 /** The configuration does not fit the host or the object (unknown program, wrong program type, no such interface). */
@@ -90,6 +91,7 @@ interface ObjectEntry {
   loaded: boolean;
   maps: MapDefinition[];
   programs: ProgramDefinition[];
+  btf: BtfTable | null;
   attachments: Attachment[];
 }
 
@@ -166,10 +168,14 @@ export class HostService {
         for (const def of entry.maps) {
           if (!def.inner) continue;
           sources.push({
+            field: `${entry.field}.maps.${def.name}`,
+            btf: entry.btf,
+            codec: entry.config.maps?.[def.name],
             object: entry.config.name,
             name: def.name,
             type: def.type,
             keySize: def.keySize,
+            keyTypeId: def.btfKeyTypeId,
             maxEntries: def.maxEntries,
             inner: def.inner,
             handle: entry.handle.outerMap(def.name),
@@ -229,12 +235,29 @@ export class HostService {
       loaded: false,
       maps: [],
       programs: [],
+      btf: null,
       attachments: [],
     };
     // Registered before anything else can fail, so that the rollback closes it.
     this.entries.push(entry);
     entry.programs = entry.handle.programs();
+    this.checkMapSettings(entry);
     entry.planned = config.attach.map((attach, j) => this.plan(entry, attach, `${field}.attach[${j}]`));
+  }
+
+  /** `maps:` settings must name map-in-map maps of the object. */
+  private checkMapSettings(entry: ObjectEntry): void {
+    const outer = entry.handle.maps().filter((m) => m.inner !== null).map((m) => m.name);
+    for (const name of Object.keys(entry.config.maps ?? {})) {
+      if (!outer.includes(name)) {
+        const field = `${entry.field}.maps.${name}`;
+        throw hostError(
+          ConfigMismatchError,
+          field,
+          `${field}: object ${entry.config.name} has no map-in-map map ${JSON.stringify(name)} (it has: ${outer.join(', ') || 'none'})`,
+        );
+      }
+    }
   }
 
   private plan(entry: ObjectEntry, config: AttachConfig, field: string): PlannedAttachment {
@@ -293,6 +316,7 @@ export class HostService {
     entry.loaded = true;
     entry.maps = entry.handle.maps();
     entry.programs = entry.handle.programs();
+    entry.btf = entry.handle.btf();
     this.log.info(
       { object: name, path: file, maps: entry.maps.map((m) => m.name), programs: entry.programs.map((p) => p.name) },
       'loaded object',

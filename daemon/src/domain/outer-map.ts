@@ -5,7 +5,8 @@
 import * as path from 'node:path';
 import type { InnerMapDefinition, KernelMap, KernelOuterMap, MapStore } from './ports';
 import type { Entry, EntryJson, EntryPage, InnerTemplateView, Labels, OuterMapView } from './slots-api';
-import { rawCodec, slotFromUrl, type EntryCodec } from './codec';
+import { slotFromUrl, type EntryCodec } from './codec';
+import type { MapCodecs } from './map-codecs';
 import { Slot, type Version } from './slot';
 import { badInput, fromKernel, mimdError, NotFoundError, TemplateViolationError, templateViolation } from './errors';
 
@@ -31,6 +32,8 @@ export interface OuterMapOptions {
   kernel: MapStore;
   /** where this map's versions are pinned: <pinRoot>/<object>/slots/<map> */
   pinDir: string;
+  /** how slots and entries cross the API */
+  codecs: MapCodecs;
 }
 
 export class OuterMap {
@@ -59,8 +62,8 @@ export class OuterMap {
     this.handle = options.handle;
     this.kernel = options.kernel;
     this.pinDir = options.pinDir;
-    this.slotCodec = rawCodec(options.keySize, 4).key;
-    this.entryCodec = rawCodec(options.template.keySize, this.innerValueSize);
+    this.slotCodec = options.codecs.slot;
+    this.entryCodec = options.codecs.entry;
   }
 
   get ref(): string {
@@ -74,11 +77,6 @@ export class OuterMap {
 
   private get innerIsArray(): boolean {
     return ARRAY_TYPES.has(this.template.type);
-  }
-
-  /** Value bytes as user space sees them (the kernel layer reports per-CPU sizes when it creates the map). */
-  private get innerValueSize(): number {
-    return this.template.valueSize;
   }
 
   // ---- slots ---------------------------------------------------------------

@@ -1,3 +1,5 @@
+import type { BtfTable } from './btf';
+
 // What the domain needs from the kernel, in the domain's own words. The real
 // implementation is daemon/src/kernel/adapter.ts; tests pass a fake. Nothing
 // here spells a raw map or program type number: the kernel layer names them.
@@ -24,6 +26,9 @@ export interface InnerMapDefinition {
   maxEntries: number;
   /** 'NO_PREALLOC', 'INNER_MAP', ... */
   flags: string[];
+  /** BTF type ids of key and value in the object's BTF (0: none) */
+  btfKeyTypeId: number;
+  btfValueTypeId: number;
 }
 
 export interface MapDefinition extends InnerMapDefinition {
@@ -97,6 +102,8 @@ export interface MapSpec {
 export interface KernelObject {
   maps(): MapDefinition[];
   programs(): ProgramDefinition[];
+  /** the object's BTF type table, or null when it has none */
+  btf(): BtfTable | null;
   /** A new owned handle on a loaded map-in-map map. */
   outerMap(name: string): KernelOuterMap;
   /** Creates the maps and verifies and loads the programs. */

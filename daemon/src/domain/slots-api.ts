@@ -53,6 +53,8 @@ export interface SlotSummary {
 
 export interface OuterMapDetail extends OuterMapView {
   slots: SlotSummary[];
+  /** JSON Schemas (from BTF and the configured formats) of slots and of entries' keys and values */
+  schema: { slot: unknown; key: unknown; value: unknown };
 }
 
 export type VersionState = 'active' | 'staged' | 'retained';

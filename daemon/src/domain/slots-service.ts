@@ -22,6 +22,9 @@ import type {
   VersionView,
 } from './slots-api';
 import { OuterMap, type EncodedContent } from './outer-map';
+import { mapCodecs } from './map-codecs';
+import type { BtfTable } from './btf';
+import type { MapCodecConfig } from '../config/schema';
 import type { Slot, Version } from './slot';
 import type { SwapQueue } from './swap-queue';
 import {
@@ -41,9 +44,17 @@ export interface ManagedMapSource {
   name: string;
   type: string;
   keySize: number;
+  /** BTF type id of the outer key (0: none) */
+  keyTypeId: number;
   maxEntries: number;
   inner: InnerMapDefinition;
   handle: KernelOuterMap;
+  /** the object's BTF, for typed keys and values */
+  btf: BtfTable | null;
+  /** formats and defaults from the configuration */
+  codec: MapCodecConfig | undefined;
+  /** where those settings are in the configuration: objects[0].maps.policy */
+  field: string;
 }
 
 export interface SlotsServiceOptions {
@@ -69,7 +80,7 @@ export class SlotsService implements SlotsApi {
       const pinDir = path.posix.join(this.slotsPinRoot(source.object), source.name);
       this.maps.set(
         `${source.object}/${source.name}`,
-        new OuterMap({ ...source, template: source.inner, kernel: options.kernel, pinDir }),
+        new OuterMap({ ...source, template: source.inner, kernel: options.kernel, pinDir, codecs: mapCodecs(source) }),
       );
     }
   }
@@ -104,7 +115,11 @@ export class SlotsService implements SlotsApi {
 
   getMap(object: string, map: string): OuterMapDetail {
     const outer = this.outer(object, map);
-    return { ...outer.view(), slots: this.slotSummaries(outer) };
+    return {
+      ...outer.view(),
+      slots: this.slotSummaries(outer),
+      schema: { slot: outer.slotCodec.schema(), key: outer.entryCodec.key.schema(), value: outer.entryCodec.value.schema() },
+    };
   }
 
   listSlots(object: string, map: string): SlotSummary[] {

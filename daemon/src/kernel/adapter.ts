@@ -1,6 +1,7 @@
 // The domain's KernelPort (domain/ports.ts) on the real kernel: BpfObject and
 // BpfLink from this layer, interface names from sysfs.
 import * as fs from 'node:fs';
+import type { BtfTable } from '../domain/btf';
 import type {
   AttachTarget,
   InnerMapDefinition,
@@ -51,6 +52,8 @@ function innerDefinition(def: Omit<NativeMapDef, 'inner' | 'pinPath' | 'internal
     valueSize: def.valueSize,
     maxEntries: def.maxEntries,
     flags: mapFlagNames(def.flags),
+    btfKeyTypeId: def.btfKeyTypeId,
+    btfValueTypeId: def.btfValueTypeId,
   };
 }
 
@@ -79,6 +82,10 @@ class ObjectAdapter implements KernelObject {
 
   programs(): ProgramDefinition[] {
     return this.object.programs().map((p) => ({ name: p.name, section: p.section, type: programType(p) }));
+  }
+
+  btf(): BtfTable | null {
+    return this.object.btf();
   }
 
   async load(): Promise<void> {

@@ -33,4 +33,6 @@ export const OuterMapList = Type.Object({
 export const OuterMapDetail = Type.Object({
   ...outerMapProperties,
   slots: Type.Array(SlotSummary),
+  /** JSON Schemas of the slot keys and of the inner maps' keys and values */
+  schema: Type.Object({ slot: Type.Unknown(), key: Type.Unknown(), value: Type.Unknown() }),
 });
