@@ -69,5 +69,5 @@ function formatsUnder(formats: Record<string, string>, root: Root): Record<strin
 }
 
 function mismatch(source: MapCodecSource, root: Root, message: string): Error {
-  return Object.assign(new ConfigMismatchError(`${source.field} (${root}): ${message}`), { field: source.field });
+  return Object.assign(new ConfigMismatchError(`${source.field}: ${message}`), { field: source.field });
 }
