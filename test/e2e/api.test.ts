@@ -4,9 +4,12 @@
 import t from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import Ajv from 'ajv';
+import addFormats from 'ajv-formats';
 import { pinDir, vethPair } from '../helpers/sandbox';
 import {
   ensureBuilt,
+  firewallBytes,
   firewallConfig,
   kernelEntries,
   kernelMap,
@@ -18,7 +21,7 @@ import {
   u32Hex,
   xdpProgram,
 } from '../helpers/daemon';
-import { ipv4Prefix, ipv4ToBeU32Buffer } from '../helpers/packet';
+import { ipv4ToBeU32Buffer } from '../helpers/packet';
 
 const skip = skipUnlessRoot;
 if (!skip) ensureBuilt();
@@ -32,10 +35,19 @@ const SLOT_SUMMARY_KEYS = ['activeVersion', 'createdAt', 'drift', 'entryCount', 
 const SLOT_DETAIL_KEYS = ['activeVersion', 'drift', 'installedMapId', 'kernelMapId', 'slot', 'versions'];
 const MAP_VIEW_KEYS = ['innerTemplate', 'keySize', 'mapId', 'maxEntries', 'name', 'object', 'pinPath', 'slotsInUse', 'type'];
 
-/** An IPv4 source as the blocklist's key: 4 bytes in network order, as hex. */
-const source = (addr: string): string => `0x${ipv4ToBeU32Buffer(addr).toString('hex')}`;
-/** The same key as the raw codec reads it back: the bytes as a host-order u32. */
-const sourceRead = (addr: string): number => ipv4ToBeU32Buffer(addr).readUInt32LE(0);
+/** Addresses in numeric order, for answers whose order is the kernel's. */
+const byAddress = (a: string, b: string): number => ipv4ToBeU32Buffer(a).compare(ipv4ToBeU32Buffer(b));
+const byKey = <E extends { key: string }>(a: E, b: E): number => byAddress(a.key, b.key);
+
+/** The JSON Schemas of GET /v1/maps/{object}/{map}, checked by a validator of their own. */
+const ajv = addFormats(new Ajv({ strict: true, strictRequired: false, allErrors: true }));
+
+/** Every `enum` list anywhere in a schema. */
+function enumsIn(schema: unknown): unknown[][] {
+  if (typeof schema !== 'object' || schema === null) return [];
+  const own = Array.isArray((schema as { enum?: unknown }).enum) ? [(schema as { enum: unknown[] }).enum] : [];
+  return [...own, ...Object.values(schema).flatMap(enumsIn)];
+}
 
 const A = '192.0.2.10';
 const B = '192.0.2.11';
@@ -101,17 +113,77 @@ t.test('every row of the API table', { skip }, async (t) => {
     t.match(kernelMap(policyId), { type: 'hash_of_maps', name: 'policy', max_entries: 64 }, 'the kernel agrees on policy');
   });
 
-  await t.test('GET /v1/maps/{object}/{map}: one map with its slots', async (t) => {
+  await t.test('GET /v1/maps/{object}/{map}: one map with its slots and schema', async (t) => {
     const res = await api('GET', '/v1/maps/firewall/blocklist');
     t.equal(res.status, 200);
-    t.same(keysOf(res.body), [...MAP_VIEW_KEYS, 'slots'].sort());
+    t.same(keysOf(res.body), [...MAP_VIEW_KEYS, 'schema', 'slots'].sort());
     t.match(res.body, { object: 'firewall', name: 'blocklist', type: 'ARRAY_OF_MAPS', mapId: blocklistId, slotsInUse: 0 });
     t.same(res.body.slots, []);
+    t.same(keysOf(res.body.schema), ['key', 'slot', 'value']);
+  });
+
+  await t.test('GET /v1/maps/{object}/{map}: JSON Schemas of slots, keys and values, from BTF and the formats', async (t) => {
+    const schemaOf = async (map: string): Promise<Record<'slot' | 'key' | 'value', Record<string, unknown>>> => {
+      const res = await api('GET', `/v1/maps/firewall/${map}`);
+      t.equal(res.status, 200, `GET ${map}`);
+      return res.body.schema;
+    };
+    /** Compiles `schema` (so it is valid JSON Schema) and checks what it accepts. */
+    const takes = (what: string, schema: unknown, good: unknown[], bad: unknown[]): void => {
+      const valid = ajv.compile(schema as object);
+      for (const value of good) t.ok(valid(value), `${what} takes ${JSON.stringify(value)}`);
+      for (const value of bad) t.notOk(valid(value), `${what} refuses ${JSON.stringify(value)}`);
+    };
+    const blocklist = await schemaOf('blocklist');
+    const policy = await schemaOf('policy');
+
+    // Typed first, then the escape hatch: hex of exactly the field's size.
+    t.match(
+      blocklist.key,
+      { anyOf: [{ type: 'string', format: 'ipv4' }, { type: 'string', pattern: '^0x[0-9a-fA-F]{8}$' }] },
+      'blocklist key: an IPv4 address, or 4 bytes of hex',
+    );
+    takes(
+      'blocklist key',
+      blocklist.key,
+      [A, '0.0.0.0', '255.255.255.255', `0x${firewallBytes.source(A)}`],
+      ['300.1.2.3', '192.0.2.010', '192.0.2.0/24', 3221226122, '0xc00002'],
+    );
+    takes('blocklist value (__u8)', blocklist.value, [0, 1, 255, '0x01'], [256, -1, 1.5, '1', '0x0001']);
+    takes('blocklist slot (__u32)', blocklist.slot, [0, 3, 4294967295, '0x03000000'], [-1, 1.5, 'abc', '0x0500']);
+
+    t.match(
+      policy.key,
+      { anyOf: [{ type: 'string', pattern: String }, { type: 'string', pattern: '^0x[0-9a-fA-F]{16}$' }] },
+      'policy key: a prefix string, or 8 bytes of hex',
+    );
+    takes(
+      'policy key (cidr)',
+      policy.key,
+      ['10.0.0.0/8', '0.0.0.0/0', '192.0.2.10/32', '192.0.2.10', `0x${firewallBytes.prefix('10.0.0.0/8')}`],
+      ['10.0.0.0/33', '300.0.0.0/8', '10.0.0.0/', '10.0.0.0/8/8', { prefixlen: 8, addr: '10.0.0.0' }, `0x${firewallBytes.source(A)}`],
+    );
+    t.match(
+      policy.value,
+      { anyOf: [{ type: 'object', required: ['verdict'], additionalProperties: false }, { type: 'string' }] },
+      'policy value: struct policy_value, an object',
+    );
+    t.ok(
+      enumsIn(policy.value).some((names) => names.includes('pass') && names.includes('drop')),
+      'the value schema lists the verdict names pass and drop',
+    );
+    takes(
+      'policy value',
+      policy.value,
+      [{ verdict: 'drop' }, { verdict: 'pass' }, { verdict: 1 }, `0x${firewallBytes.verdict('drop')}`],
+      [{ verdict: 'dorp' }, {}, { verdict: 'drop', extra: 1 }, 'drop', 1],
+    );
+    takes('policy slot (__u32 ifindex)', policy.slot, [7, `0x${u32Hex(7)}`], ['seven', -7]);
   });
 
   await t.test('PUT a slot: 201 for a new slot, 200 for a replaced one', async (t) => {
     let res = await api('PUT', '/v1/maps/firewall/blocklist/slots/0', {
-      entries: [{ key: source(A), value: 1 }],
+      entries: [{ key: A, value: 1 }],
       labels: { owner: 'e2e', 'example.com/ticket': 'T-1' },
     });
     t.equal(res.status, 201);
@@ -120,14 +192,14 @@ t.test('every row of the API table', { skip }, async (t) => {
     t.equal(res.headers.etag, '"1"');
     v[1] = res.body.mapId;
     t.same(kernelSlots(blocklistId), { [u32Hex(0)]: v[1] }, 'the kernel slot 0 holds version 1');
-    t.same(kernelEntries(v[1]!), { [ipv4ToBeU32Buffer(A).toString('hex')]: '01' }, 'the inner map holds the entry');
+    t.same(kernelEntries(v[1]!), { [firewallBytes.source(A)]: '01' }, 'the inner map holds the entry: the address in network order');
     t.match(kernelMap(v[1]!), { type: 'hash', max_entries: 65536, flags: 0 }, 'built from the template');
     t.same(pinsOf('blocklist', 0), ['1'], 'pinned as <pinRoot>/firewall/slots/blocklist/<slot hex>/1');
 
     res = await api('PUT', '/v1/maps/firewall/blocklist/slots/0', {
       entries: [
-        { key: source(A), value: 1 },
-        { key: source(B), value: 1 },
+        { key: A, value: 1 },
+        { key: B, value: 1 },
       ],
     });
     t.equal(res.status, 200);
@@ -138,7 +210,7 @@ t.test('every row of the API table', { skip }, async (t) => {
     t.same(kernelSlots(blocklistId), { [u32Hex(0)]: v[2] });
 
     // If-Match that holds, and maxEntries (HASH templates may be resized).
-    res = await api('PUT', '/v1/maps/firewall/blocklist/slots/0', { entries: [{ key: source(C), value: 1 }], maxEntries: 16 }, { 'if-match': '"2"' });
+    res = await api('PUT', '/v1/maps/firewall/blocklist/slots/0', { entries: [{ key: C, value: 1 }], maxEntries: 16 }, { 'if-match': '"2"' });
     t.equal(res.status, 200, 'If-Match "2" matches');
     t.match(res.body, { version: 3, previousVersion: 2, entryCount: 1 });
     v[3] = res.body.mapId;
@@ -193,7 +265,7 @@ t.test('every row of the API table', { skip }, async (t) => {
 
   await t.test('POST versions: stage a version, built and pinned but not active', async (t) => {
     const res = await api('POST', '/v1/maps/firewall/blocklist/slots/0/versions', {
-      entries: [{ key: source(D), value: 1 }],
+      entries: [{ key: D, value: 1 }],
       labels: { stage: 'yes' },
     });
     t.equal(res.status, 201);
@@ -203,7 +275,7 @@ t.test('every row of the API table', { skip }, async (t) => {
     t.equal(res.headers.etag, undefined, 'no ETag: staging does not say what is active');
     v[4] = res.body.mapId;
     t.same(kernelSlots(blocklistId), { [u32Hex(0)]: v[3] }, 'the kernel slot still holds version 3');
-    t.same(kernelEntries(v[4]!), { [ipv4ToBeU32Buffer(D).toString('hex')]: '01' }, 'the staged map is filled');
+    t.same(kernelEntries(v[4]!), { [firewallBytes.source(D)]: '01' }, 'the staged map is filled');
     t.ok(fs.existsSync(res.body.pinPath), 'and pinned');
     t.same(pinsOf('blocklist', 0), ['1', '2', '3', '4']);
   });
@@ -252,7 +324,7 @@ t.test('every row of the API table', { skip }, async (t) => {
     t.match(res, { status: 200, body: { version: 1, previousVersion: 4, mapId: v[1] } }, '{version: 1}');
     t.equal(res.headers.etag, '"1"');
     t.same(kernelSlots(blocklistId), { [u32Hex(0)]: v[1] });
-    t.same(kernelEntries(v[1]!), { [ipv4ToBeU32Buffer(A).toString('hex')]: '01' });
+    t.same(kernelEntries(v[1]!), { [firewallBytes.source(A)]: '01' });
   });
 
   await t.test('retention: the active version plus `retain` (3) others; older ones unpinned and freed', async (t) => {
@@ -274,7 +346,8 @@ t.test('every row of the API table', { skip }, async (t) => {
     t.ok(kernelMap(v[2]!), 'version 2 is still there');
   });
 
-  const many = Array.from({ length: 25 }, (_, i) => i + 1);
+  /** blocklist slot 1's sources: 10.1.0.1 to 10.1.0.25 */
+  const many = Array.from({ length: 25 }, (_, i) => `10.1.0.${i + 1}`);
   let slot1MapId = 0;
 
   await t.test('GET entries: the active map read from the kernel, paginated with limit and cursor', async (t) => {
@@ -282,7 +355,7 @@ t.test('every row of the API table', { skip }, async (t) => {
     t.match(put, { status: 201, body: { slot: 1, version: 1, entryCount: 25 } });
     slot1MapId = put.body.mapId;
 
-    const seen: number[] = [];
+    const seen: string[] = [];
     const pageSizes: number[] = [];
     let cursor: string | null = null;
     do {
@@ -290,7 +363,7 @@ t.test('every row of the API table', { skip }, async (t) => {
       const page = await api('GET', `/v1/maps/firewall/blocklist/slots/1/entries${query}`);
       t.equal(page.status, 200);
       t.same(keysOf(page.body), ['entries', 'nextCursor']);
-      for (const entry of page.body.entries as { key: number; value: number }[]) {
+      for (const entry of page.body.entries as { key: string; value: number }[]) {
         t.same(keysOf(entry), ['key', 'value']);
         t.equal(entry.value, 1);
         seen.push(entry.key);
@@ -300,11 +373,7 @@ t.test('every row of the API table', { skip }, async (t) => {
       if (cursor !== null) t.type(cursor, 'string');
     } while (cursor !== null && pageSizes.length < 10);
     t.same(pageSizes, [10, 10, 5], 'three pages, the last one says there is no next');
-    t.same(
-      [...seen].sort((a, b) => a - b),
-      many,
-      'every key exactly once',
-    );
+    t.same([...seen].sort(byAddress), many, 'every key exactly once, as an address');
 
     const all = await api('GET', '/v1/maps/firewall/blocklist/slots/1/entries');
     t.equal(all.body.entries.length, 25, 'the default limit (100) takes all');
@@ -315,15 +384,15 @@ t.test('every row of the API table', { skip }, async (t) => {
   });
 
   await t.test('GET version entries: a retained version read from the kernel', async (t) => {
-    // Keys were sent as hex (network-order addresses); they come back as the host-order integer of the same bytes.
     const res = await api('GET', '/v1/maps/firewall/blocklist/slots/0/versions/2/entries');
     t.equal(res.status, 200);
     t.same(
-      (res.body.entries as { key: number; value: number }[]).sort((a, b) => a.key - b.key),
+      (res.body.entries as { key: string; value: number }[]).sort(byKey),
       [
-        { key: sourceRead(A), value: 1 },
-        { key: sourceRead(B), value: 1 },
-      ].sort((a, b) => a.key - b.key),
+        { key: A, value: 1 },
+        { key: B, value: 1 },
+      ],
+      'the keys come back as the addresses they were written as',
     );
     t.equal(res.body.nextCursor, null);
     const first = await api('GET', '/v1/maps/firewall/blocklist/slots/0/versions/2/entries?limit=1');
@@ -341,10 +410,10 @@ t.test('every row of the API table', { skip }, async (t) => {
       '/v1/maps/firewall/blocklist/slots/1/entries',
       {
         upsert: [
-          { key: 26, value: 1 },
-          { key: 1, value: 2 },
+          { key: '10.1.0.26', value: 1 },
+          { key: '10.1.0.1', value: 2 },
         ],
-        delete: [2, 999],
+        delete: ['10.1.0.2', '10.1.3.231'],
       },
       { 'if-match': '"1"' },
     );
@@ -354,9 +423,9 @@ t.test('every row of the API table', { skip }, async (t) => {
     t.same(kernelSlots(blocklistId)[u32Hex(1)], slot1MapId, 'the same inner map is in the slot');
     const entries = kernelEntries(slot1MapId);
     t.equal(Object.keys(entries).length, 25);
-    t.equal(entries[u32Hex(1)], '02', 'key 1 updated');
-    t.equal(entries[u32Hex(26)], '01', 'key 26 added');
-    t.equal(entries[u32Hex(2)], undefined, 'key 2 deleted');
+    t.equal(entries[firewallBytes.source('10.1.0.1')], '02', '10.1.0.1 updated');
+    t.equal(entries[firewallBytes.source('10.1.0.26')], '01', '10.1.0.26 added');
+    t.equal(entries[firewallBytes.source('10.1.0.2')], undefined, '10.1.0.2 deleted');
     const slot = await api('GET', '/v1/maps/firewall/blocklist/slots/1');
     t.match(slot.body, { activeVersion: 1, versions: [{ version: 1, entryCount: 25 }] });
   });
@@ -390,22 +459,51 @@ t.test('every row of the API table', { skip }, async (t) => {
     t.match(res, { status: 201, body: { version: 2, previousVersion: null, created: true } }, 'If-Match "none" on an emptied slot');
   });
 
-  await t.test('a HASH_OF_MAPS slot, by decimal and by hex key', async (t) => {
-    const prefix = ipv4Prefix('192.0.2.0/24');
-    let res = await api('PUT', '/v1/maps/firewall/policy/slots/7', { entries: [{ key: `0x${prefix.toString('hex')}`, value: 1 }] });
-    t.match(res, { status: 201, body: { slot: 7, version: 1, created: true, entryCount: 1 } });
+  await t.test('a HASH_OF_MAPS slot, by decimal and by hex key, with typed LPM trie entries', async (t) => {
+    let res = await api('PUT', '/v1/maps/firewall/policy/slots/7', {
+      entries: [
+        { key: '192.0.2.0/24', value: { verdict: 'drop' } },
+        { key: '198.51.100.7', value: { verdict: 'pass' } },
+      ],
+    });
+    t.match(res, { status: 201, body: { slot: 7, version: 1, created: true, entryCount: 2 } });
     const mapId = res.body.mapId as number;
     t.same(kernelSlots(policyId), { [u32Hex(7)]: mapId }, 'the kernel holds it under key 7');
     t.match(kernelMap(mapId), { type: 'lpm_trie', max_entries: 16384, flags: 1 }, 'LPM_TRIE with BPF_F_NO_PREALLOC');
-    t.same(kernelEntries(mapId), { [prefix.toString('hex')]: u32Hex(1) });
+    t.same(
+      kernelEntries(mapId),
+      {
+        [firewallBytes.prefix('192.0.2.0/24')]: firewallBytes.verdict('drop'),
+        [firewallBytes.prefix('198.51.100.7/32')]: firewallBytes.verdict('pass'),
+      },
+      'struct policy_key and policy_value bytes in the trie; a bare address is a /32',
+    );
 
     res = await api('GET', `/v1/maps/firewall/policy/slots/0x${u32Hex(7)}`);
     t.match(res, { status: 200, body: { slot: 7, activeVersion: 1, kernelMapId: mapId } }, 'the hex slot names the same slot');
     res = await api('GET', '/v1/maps/firewall/policy/slots/7/entries');
-    t.same(res.body.entries, [{ key: prefix.readBigUInt64LE(0).toString(), value: 1 }], 'an 8-byte key reads back as a u64 (decimal string above 2^53)');
+    t.same(
+      (res.body.entries as { key: string }[]).sort((a, b) => a.key.localeCompare(b.key)),
+      [
+        { key: '192.0.2.0/24', value: { verdict: 'drop' } },
+        { key: '198.51.100.7/32', value: { verdict: 'pass' } },
+      ],
+      'read back typed: prefixes and verdicts by name',
+    );
 
-    res = await api('PUT', `/v1/maps/firewall/policy/slots/0x${u32Hex(7)}`, { entries: [] });
-    t.match(res, { status: 200, body: { slot: 7, version: 2, previousVersion: 1 } });
+    // The escape hatch: hex of exactly the field's size for a key and a value.
+    // This key has host bits set (.77 in a /24): stored canonical, read back typed.
+    res = await api('PUT', `/v1/maps/firewall/policy/slots/0x${u32Hex(7)}`, {
+      entries: [{ key: `0x${firewallBytes.prefix('203.0.113.77/24')}`, value: `0x${firewallBytes.verdict('drop')}` }],
+    });
+    t.match(res, { status: 200, body: { slot: 7, version: 2, previousVersion: 1, entryCount: 1 } }, 'a PUT of raw hex by the hex slot');
+    t.same(
+      kernelEntries(res.body.mapId),
+      { [firewallBytes.prefix('203.0.113.0/24')]: firewallBytes.verdict('drop') },
+      'the kernel holds the bytes, host bits zeroed',
+    );
+    res = await api('GET', '/v1/maps/firewall/policy/slots/7/entries');
+    t.same(res.body.entries, [{ key: '203.0.113.0/24', value: { verdict: 'drop' } }], 'hex in, typed out');
     const map = await api('GET', '/v1/maps/firewall/policy');
     t.match(map.body, { slotsInUse: 1, slots: [{ slot: 7, activeVersion: 2, drift: false }] });
     t.same(pinsOf('policy', 7), ['1', '2']);

@@ -5,13 +5,27 @@ import t from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pinDir, vethPair } from '../helpers/sandbox';
-import { ensureBuilt, firewallConfig, kernelEntries, kernelSlotsOf, listPins, skipUnlessRoot, startApi, u32Hex, type ApiResponse } from '../helpers/daemon';
+import {
+  ensureBuilt,
+  firewallBytes,
+  firewallConfig,
+  kernelEntries,
+  kernelSlotsOf,
+  listPins,
+  skipUnlessRoot,
+  startApi,
+  u32Hex,
+  type ApiResponse,
+} from '../helpers/daemon';
 
 const skip = skipUnlessRoot;
 if (!skip) ensureBuilt();
 
 const RETAIN = 3;
 const CONCURRENT = 100;
+
+/** The blocklist source request i lists. */
+const sourceOf = (i: number): string => `10.2.${i >> 8}.${i & 0xff}`;
 
 t.test(`${CONCURRENT} concurrent PUTs to one slot`, { skip }, async (t) => {
   const pinRoot = pinDir(t);
@@ -25,10 +39,10 @@ t.test(`${CONCURRENT} concurrent PUTs to one slot`, { skip }, async (t) => {
   // One version before, so the burst starts at 2: numbers continue, no gaps.
   t.match(await api('PUT', url, { entries: [] }), { status: 201, body: { version: 1 } }, 'version 1 before the burst');
 
-  // Request i lists key i + 1 and says so in a label, so the active map tells
-  // which request it came from.
+  // Request i lists a source of its own and says so in a label, so the
+  // active map tells which request it came from.
   const results = await Promise.all(
-    Array.from({ length: CONCURRENT }, (_, i) => api('PUT', url, { entries: [{ key: i + 1, value: 1 }], labels: { request: String(i) } })),
+    Array.from({ length: CONCURRENT }, (_, i) => api('PUT', url, { entries: [{ key: sourceOf(i), value: 1 }], labels: { request: String(i) } })),
   );
   t.same(
     results.filter((r) => r.status !== 200).map((r) => [r.status, r.body]),
@@ -51,7 +65,12 @@ t.test(`${CONCURRENT} concurrent PUTs to one slot`, { skip }, async (t) => {
   t.match(slot.body, { activeVersion: CONCURRENT + 1, kernelMapId: last.mapId, installedMapId: last.mapId, drift: false });
   t.equal(slot.headers.etag, `"${CONCURRENT + 1}"`);
   t.same(kernelSlotsOf([blocklistId])[blocklistId], { [u32Hex(2)]: last.mapId }, 'the kernel slot holds the last version answered');
-  t.same(kernelEntries(last.mapId), { [u32Hex(last.request + 1)]: '01' }, 'with exactly the content of the request that made it');
+  t.same(
+    kernelEntries(last.mapId),
+    { [firewallBytes.source(sourceOf(last.request))]: '01' },
+    'with exactly the content of the request that made it',
+  );
+  t.same((await api('GET', `${url}/entries`)).body.entries, [{ key: sourceOf(last.request), value: 1 }], 'and the API reads it back typed');
   const submitted = new Set(results.map((r) => r.body.mapId as number));
   t.ok(submitted.has(slot.body.kernelMapId), 'the slot holds one of the submitted versions');
 

@@ -5,7 +5,7 @@
 import t from 'tap';
 import * as fs from 'node:fs';
 import { netnsLink, pinDir, vethPair } from '../helpers/sandbox';
-import { ensureBuilt, firewallConfig, skipUnlessRoot, startDaemon, withTimeout, xdpProgram } from '../helpers/daemon';
+import { FIREWALL_MAPS, ensureBuilt, firewallConfig, skipUnlessRoot, startDaemon, withTimeout, xdpProgram } from '../helpers/daemon';
 
 const EX_CONFIG = 78;
 
@@ -74,6 +74,19 @@ t.test('an interface that does not exist exits 78 naming the key', { skip }, asy
   const exit = await withTimeout(daemon.exited, 10_000, 'daemon exit');
   t.same(exit, { code: EX_CONFIG, signal: null });
   t.match(daemon.stderr(), 'config: objects[0].attach[0].interface: interface "mimd-no-such" not found');
+});
+
+t.test('a format that does not fit the BTF type exits 78 naming the map, and attaches nothing', { skip }, async (t) => {
+  const pinRoot = pinDir(t);
+  const veth = vethPair(t);
+  // policy's key is struct policy_key (8 bytes): ipv4 is for a 4-byte field.
+  const daemon = startDaemon(t, firewallConfig(pinRoot, veth.host, { maps: { ...FIREWALL_MAPS, policy: { formats: { key: 'ipv4' } } } }));
+  const exit = await withTimeout(daemon.exited, 10_000, 'daemon exit');
+  t.same(exit, { code: EX_CONFIG, signal: null });
+  t.match(daemon.stderr(), 'config: objects[0].maps.policy: key: (root): format ipv4 needs a 4-byte field, got 8 bytes (struct policy_key)');
+  t.ok(daemon.logs.some((l) => l.msg === 'start failed' && (l.error as { code?: string } | undefined)?.code === 'MIMD_CONFIG_MISMATCH'));
+  t.equal(xdpProgram(veth.host), null, 'nothing attached');
+  t.same(fs.readdirSync(pinRoot), []);
 });
 
 t.test('a kernel failure at the second attach exits 1 and undoes the first', { skip }, async (t) => {

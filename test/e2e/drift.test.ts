@@ -7,7 +7,6 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pinDir, vethPair } from '../helpers/sandbox';
 import { ensureBuilt, firewallConfig, kernelMap, kernelSlots, setSlotBehindBack, skipUnlessRoot, startApi, u32Hex } from '../helpers/daemon';
-import { ipv4Prefix } from '../helpers/packet';
 
 const skip = skipUnlessRoot;
 if (!skip) ensureBuilt();
@@ -24,8 +23,8 @@ t.test('GET of a slot reports drift after the slot is changed behind mimd\'s bac
   const policyId = maps.find((m) => m.name === 'policy')!.mapId;
   const bl = '/v1/maps/firewall/blocklist/slots';
 
-  const v1 = (await api('PUT', `${bl}/0`, { entries: [{ key: 1, value: 1 }] })).body.mapId as number;
-  const v2 = (await api('PUT', `${bl}/0`, { entries: [{ key: 2, value: 1 }] })).body.mapId as number;
+  const v1 = (await api('PUT', `${bl}/0`, { entries: [{ key: '192.0.2.1', value: 1 }] })).body.mapId as number;
+  const v2 = (await api('PUT', `${bl}/0`, { entries: [{ key: '192.0.2.2', value: 1 }] })).body.mapId as number;
   const other = (await api('PUT', `${bl}/1`, { entries: [] })).body.mapId as number;
   t.match(await api('GET', `${bl}/0`), { status: 200, body: { activeVersion: 2, kernelMapId: v2, installedMapId: v2, drift: false } }, 'no drift at first');
 
@@ -78,7 +77,7 @@ t.test('GET of a slot reports drift after the slot is changed behind mimd\'s bac
 
   await t.test('a HASH_OF_MAPS slot replaced by a map bpftool made', async (t) => {
     const pol = '/v1/maps/firewall/policy/slots';
-    const put = await api('PUT', `${pol}/9`, { entries: [{ key: `0x${ipv4Prefix('192.0.2.0/24').toString('hex')}`, value: 1 }] });
+    const put = await api('PUT', `${pol}/9`, { entries: [{ key: '192.0.2.0/24', value: { verdict: 'drop' } }] });
     t.equal(put.status, 201);
     // The foreign map is pinned outside mimd's pinRoot, in a directory of its own.
     const foreignPin = path.join(pinDir(t), 'foreign');

@@ -8,26 +8,25 @@ import * as fs from 'node:fs';
 import { fixture, pinDir, vethPair } from '../helpers/sandbox';
 import {
   ensureBuilt,
+  firewallBytes,
   firewallConfig,
+  kernelEntries,
   kernelEntriesOf,
   kernelSlots,
   kernelSlotsOf,
   listPins,
   skipUnlessRoot,
   startApi,
+  u32Hex,
   type Api,
   type ApiResponse,
 } from '../helpers/daemon';
-import { ipv4Prefix, ipv4ToBeU32Buffer } from '../helpers/packet';
 
 const skip = skipUnlessRoot;
 if (!skip) ensureBuilt();
 
 const ERROR_KEYS = new Set(['code', 'message', 'field', 'errno']);
 const BODY_LIMIT = 4096;
-
-const source = (addr: string): string => `0x${ipv4ToBeU32Buffer(addr).toString('hex')}`;
-const prefix = (p: string): string => `0x${ipv4Prefix(p).toString('hex')}`;
 
 interface Request {
   method: string;
@@ -103,10 +102,10 @@ t.test('every error status, and nothing changed after it', { skip }, async (t) =
   // Something to leave unchanged: blocklist slot 0 at version 2 (1 retained),
   // slot 1 with maxEntries 2 and full, policy slot 5 with one version.
   const setup: [string, string, unknown][] = [
-    ['PUT', 'firewall/blocklist/slots/0', { entries: [{ key: source('192.0.2.10'), value: 1 }] }],
-    ['PUT', 'firewall/blocklist/slots/0', { entries: [{ key: source('192.0.2.10'), value: 1 }, { key: source('192.0.2.11'), value: 1 }] }],
-    ['PUT', 'firewall/blocklist/slots/1', { entries: [{ key: 1, value: 1 }, { key: 2, value: 1 }], maxEntries: 2 }],
-    ['PUT', 'firewall/policy/slots/5', { entries: [{ key: prefix('192.0.2.0/24'), value: 1 }] }],
+    ['PUT', 'firewall/blocklist/slots/0', { entries: [{ key: '192.0.2.10', value: 1 }] }],
+    ['PUT', 'firewall/blocklist/slots/0', { entries: [{ key: '192.0.2.10', value: 1 }, { key: '192.0.2.11', value: 1 }] }],
+    ['PUT', 'firewall/blocklist/slots/1', { entries: [{ key: '192.0.2.1', value: 1 }, { key: '192.0.2.2', value: 1 }], maxEntries: 2 }],
+    ['PUT', 'firewall/policy/slots/5', { entries: [{ key: '192.0.2.0/24', value: { verdict: 'drop' } }, { key: '10.0.0.0/8', value: { verdict: 'pass' } }] }],
   ];
   for (const [method, url, body] of setup) t.match(await api(method, `/v1/maps/${url}`, body), { status: /^20[01]$/ }, `setup: ${method} ${url}`);
 
@@ -119,10 +118,17 @@ t.test('every error status, and nothing changed after it', { skip }, async (t) =
       'firewall/blocklist/slots/1/entries',
       'firewall/policy/slots',
       'firewall/policy/slots/5/versions',
+      'firewall/policy/slots/5/entries',
     ],
   };
   const fails = errorChecker(api, pinRoot, watched);
   const bl0 = '/v1/maps/firewall/blocklist/slots/0';
+  const pol5 = '/v1/maps/firewall/policy/slots/5';
+  t.same(
+    kernelEntries(kernelSlots(outers.policy!)[u32Hex(5)]!),
+    { [firewallBytes.prefix('192.0.2.0/24')]: firewallBytes.verdict('drop'), [firewallBytes.prefix('10.0.0.0/8')]: firewallBytes.verdict('pass') },
+    'setup: policy slot 5 holds the typed entries as struct policy_key / policy_value bytes',
+  );
 
   await t.test('400 (and 415): malformed input, naming the field', async (t) => {
     await fails(
@@ -132,9 +138,9 @@ t.test('every error status, and nothing changed after it', { skip }, async (t) =
         url: bl0,
         body: {
           entries: [
-            { key: source('192.0.2.20'), value: 1 },
-            { key: source('192.0.2.21'), value: 1 },
-            { key: source('192.0.2.22'), value: 1 },
+            { key: '192.0.2.20', value: 1 },
+            { key: '192.0.2.21', value: 1 },
+            { key: '192.0.2.22', value: 1 },
             { key: '0xc000020201', value: 1 },
           ],
         },
@@ -144,17 +150,27 @@ t.test('every error status, and nothing changed after it', { skip }, async (t) =
     await fails(t, { method: 'PUT', url: bl0, body: '{"entries": [' }, { status: 400, code: 'MIMD_BAD_INPUT', field: 'body' });
     await fails(t, { method: 'PUT', url: bl0, body: {} }, { status: 400, code: 'MIMD_BAD_INPUT', field: 'entries', message: /missing/ });
     await fails(t, { method: 'PUT', url: bl0, body: { entries: [], colour: 'red' } }, { status: 400, code: 'MIMD_BAD_INPUT' });
-    await fails(t, { method: 'PUT', url: bl0, body: { entries: [{ key: 1 }] } }, { status: 400, code: 'MIMD_BAD_INPUT', field: 'entries[0].value' });
+    await fails(t, { method: 'PUT', url: bl0, body: { entries: [{ key: '192.0.2.20' }] } }, { status: 400, code: 'MIMD_BAD_INPUT', field: 'entries[0].value' });
     await fails(
       t,
-      { method: 'PUT', url: bl0, body: { entries: [{ key: 1, value: 256 }] } },
-      { status: 400, code: 'MIMD_BAD_INPUT', field: 'entries[0].value', message: /at most 255/ },
+      { method: 'PUT', url: bl0, body: { entries: [{ key: '192.0.2.20', value: 256 }] } },
+      { status: 400, code: 'MIMD_BAD_INPUT', field: 'entries[0].value', message: 'entries[0].value: expected an integer from 0 to 255, got 256' },
     );
-    await fails(t, { method: 'PUT', url: bl0, body: { entries: [{ key: -1, value: 1 }] } }, { status: 400, code: 'MIMD_BAD_INPUT', field: 'entries[0].key' });
-    await fails(t, { method: 'PUT', url: bl0, body: { entries: [{ key: 1.5, value: 1 }] } }, { status: 400, code: 'MIMD_BAD_INPUT', field: 'entries[0].key' });
+    await fails(t, { method: 'PUT', url: bl0, body: { entries: [{ key: '192.0.2.20', value: -1 }] } }, { status: 400, code: 'MIMD_BAD_INPUT', field: 'entries[0].value' });
+    await fails(t, { method: 'PUT', url: bl0, body: { entries: [{ key: '192.0.2.20', value: 1.5 }] } }, { status: 400, code: 'MIMD_BAD_INPUT', field: 'entries[0].value' });
+    // The same key typed and as the escape hatch's raw bytes is one key.
     await fails(
       t,
-      { method: 'PUT', url: bl0, body: { entries: [{ key: 7, value: 1 }, { key: '0x07000000', value: 1 }] } },
+      {
+        method: 'PUT',
+        url: bl0,
+        body: {
+          entries: [
+            { key: '192.0.2.7', value: 1 },
+            { key: `0x${firewallBytes.source('192.0.2.7')}`, value: 1 },
+          ],
+        },
+      },
       { status: 400, code: 'MIMD_BAD_INPUT', field: 'entries[1].key', message: /duplicate of entries\[0\]\.key/ },
     );
     await fails(t, { method: 'PUT', url: bl0, body: { entries: [], labels: { '-bad': 'x' } } }, { status: 400, code: 'MIMD_BAD_INPUT' });
@@ -180,9 +196,75 @@ t.test('every error status, and nothing changed after it', { skip }, async (t) =
       { method: 'PATCH', url: `${bl0}/entries`, body: { upsert: [{ key: 'x', value: 1 }] } },
       { status: 400, code: 'MIMD_BAD_INPUT', field: 'upsert[0].key' },
     );
-    await fails(t, { method: 'PATCH', url: `${bl0}/entries`, body: { delete: [1, '0x0102'] } }, { status: 400, code: 'MIMD_BAD_INPUT', field: 'delete[1]' });
+    await fails(t, { method: 'PATCH', url: `${bl0}/entries`, body: { delete: ['192.0.2.10', '0x0102'] } }, { status: 400, code: 'MIMD_BAD_INPUT', field: 'delete[1]' });
     await fails(t, { method: 'GET', url: `${bl0}/entries?limit=0` }, { status: 400, code: 'MIMD_BAD_INPUT', field: 'limit' });
     await fails(t, { method: 'GET', url: `${bl0}/entries?cursor=zz` }, { status: 400, code: 'MIMD_BAD_INPUT', field: 'cursor' });
+  });
+
+  await t.test('400: typed entries that do not fit the type, naming the path below the field', async (t) => {
+    const bad = { status: 400, code: 'MIMD_BAD_INPUT' };
+    const drop = { verdict: 'drop' };
+    const put = (url: string, entries: unknown[]): Request => ({ method: 'PUT', url, body: { entries } });
+    const patch = (url: string, body: object): Request => ({ method: 'PATCH', url: `${url}/entries`, body });
+
+    // An enum by a name it does not have, after three good entries (a name, the other name, a number).
+    const dorp = [
+      { key: '10.0.0.0/8', value: { verdict: 'drop' } },
+      { key: '10.1.0.0/16', value: { verdict: 'pass' } },
+      { key: '10.2.0.0/16', value: { verdict: 1 } },
+      { key: '10.3.0.0/16', value: { verdict: 'dorp' } },
+    ];
+    const dorpError = { ...bad, field: 'entries[3].value.verdict', message: 'entries[3].value.verdict: expected one of pass, drop, got "dorp"' };
+    await fails(t, put(pol5, dorp), dorpError);
+    await fails(t, { method: 'POST', url: `${pol5}/versions`, body: { entries: dorp } }, dorpError);
+    await fails(
+      t,
+      patch(pol5, { upsert: [{ key: '192.0.2.0/24', value: { verdict: 'dorp' } }] }),
+      { ...bad, field: 'upsert[0].value.verdict', message: /expected one of pass, drop, got "dorp"/ },
+    );
+    // A struct with a member missing, one too many, or not an object at all.
+    await fails(t, put(pol5, [{ key: '10.0.0.0/8', value: {} }]), { ...bad, field: 'entries[0].value', message: /missing member "verdict"/ });
+    await fails(
+      t,
+      put(pol5, [{ key: '10.0.0.0/8', value: { verdict: 'drop', why: 'x' } }]),
+      { ...bad, field: 'entries[0].value', message: /unknown member "why" \(members: verdict\)/ },
+    );
+    await fails(t, put(pol5, [{ key: '10.0.0.0/8', value: 'drop' }]), { ...bad, field: 'entries[0].value', message: /expected an object with members verdict/ });
+
+    // ipv4: an octet over 255; a number is not an address.
+    await fails(
+      t,
+      put(bl0, [
+        { key: '192.0.2.20', value: 1 },
+        { key: '300.1.2.3', value: 1 },
+      ]),
+      { ...bad, field: 'entries[1].key', message: 'entries[1].key: expected an IPv4 address "a.b.c.d", got "300.1.2.3"' },
+    );
+    await fails(t, put(bl0, [{ key: 3221225994, value: 1 }]), { ...bad, field: 'entries[0].key', message: /expected an IPv4 address/ });
+    await fails(t, patch(bl0, { upsert: [{ key: '300.1.2.3', value: 1 }] }), { ...bad, field: 'upsert[0].key', message: /got "300\.1\.2\.3"/ });
+    await fails(t, patch(bl0, { delete: ['192.0.2.10', '192.0.2.256'] }), { ...bad, field: 'delete[1]', message: /expected an IPv4 address/ });
+
+    // cidr: a prefix longer than the address, a bad address, a malformed length.
+    await fails(
+      t,
+      put(pol5, [
+        { key: '10.0.0.0/8', value: drop },
+        { key: '10.0.0.0/33', value: drop },
+      ]),
+      { ...bad, field: 'entries[1].key', message: 'entries[1].key: prefix length 33 is longer than the 32 bits of the address' },
+    );
+    await fails(t, put(pol5, [{ key: '300.0.0.0/8', value: drop }]), { ...bad, field: 'entries[0].key', message: /expected an IPv4 prefix/ });
+    await fails(t, put(pol5, [{ key: '10.0.0.0/x', value: drop }]), { ...bad, field: 'entries[0].key', message: /expected an IPv4 prefix/ });
+    await fails(t, patch(pol5, { delete: ['10.0.0.0/33'] }), { ...bad, field: 'delete[0]', message: /prefix length 33/ });
+    // Host bits are zeroed: a prefix and its host-bits twin are the same trie key.
+    await fails(
+      t,
+      put(pol5, [
+        { key: '10.0.0.0/8', value: drop },
+        { key: '10.9.9.9/8', value: { verdict: 'pass' } },
+      ]),
+      { ...bad, field: 'entries[1].key', message: /duplicate of entries\[0\]\.key/ },
+    );
   });
 
   await t.test('404: unknown object, map, slot, version', async (t) => {
@@ -196,7 +278,7 @@ t.test('every error status, and nothing changed after it', { skip }, async (t) =
     await fails(t, { method: 'GET', url: '/v1/maps/firewall/policy/slots/6' }, { ...notFound, field: 'slot' });
     await fails(t, { method: 'PUT', url: '/v1/maps/firewall/blocklist/slots/4', body: { entries: [] } }, { ...notFound, field: 'slot', message: /slots 0 to 3/ });
     await fails(t, { method: 'DELETE', url: '/v1/maps/firewall/blocklist/slots/3' }, { ...notFound, field: 'slot' });
-    await fails(t, { method: 'PATCH', url: '/v1/maps/firewall/blocklist/slots/3/entries', body: { upsert: [{ key: 1, value: 1 }] } }, { ...notFound, field: 'slot' });
+    await fails(t, { method: 'PATCH', url: '/v1/maps/firewall/blocklist/slots/3/entries', body: { upsert: [{ key: '192.0.2.1', value: 1 }] } }, { ...notFound, field: 'slot' });
     await fails(t, { method: 'POST', url: '/v1/maps/firewall/blocklist/slots/3/rollback' }, { ...notFound, field: 'slot' });
     await fails(t, { method: 'GET', url: '/v1/maps/firewall/blocklist/slots/3/versions' }, { ...notFound, field: 'slot' });
     await fails(t, { method: 'GET', url: '/v1/maps/firewall/blocklist/slots/3/entries' }, { ...notFound, field: 'slot' });
@@ -228,7 +310,7 @@ t.test('every error status, and nothing changed after it', { skip }, async (t) =
 
     const res = await fails(
       t,
-      { method: 'PUT', url: '/v1/maps/firewall/policy/slots/999', body: { entries: [{ key: prefix('192.0.2.0/24'), value: 1 }] } },
+      { method: 'PUT', url: '/v1/maps/firewall/policy/slots/999', body: { entries: [{ key: '192.0.2.0/24', value: { verdict: 'drop' } }] } },
       { status: 409, code: 'MIMD_OUTER_MAP_FULL', field: 'slot', errno: 'E2BIG', message: /full \(64 slots in use\)/ },
     );
     t.notOk(listPins(pinRoot).some((p) => p.includes(`policy/e7030000`)), 'no pin directory for slot 999');
@@ -247,7 +329,7 @@ t.test('every error status, and nothing changed after it', { skip }, async (t) =
     await fails(t, { method: 'POST', url: `${bl0}/versions/1/activate`, headers: stale }, precondition);
     await fails(t, { method: 'POST', url: `${bl0}/rollback`, headers: stale }, precondition);
     await fails(t, { method: 'POST', url: `${bl0}/rollback`, body: { version: 1 }, headers: stale }, precondition);
-    await fails(t, { method: 'PATCH', url: `${bl0}/entries`, body: { upsert: [{ key: 9, value: 1 }] }, headers: stale }, precondition);
+    await fails(t, { method: 'PATCH', url: `${bl0}/entries`, body: { upsert: [{ key: '192.0.2.9', value: 1 }] }, headers: stale }, precondition);
     await fails(t, { method: 'DELETE', url: bl0, headers: stale }, precondition);
     await fails(
       t,
@@ -258,7 +340,7 @@ t.test('every error status, and nothing changed after it', { skip }, async (t) =
   });
 
   await t.test('413: body over api.bodyLimit', async (t) => {
-    const entries = Array.from({ length: 200 }, (_, i) => ({ key: i, value: 1 }));
+    const entries = Array.from({ length: 200 }, (_, i) => ({ key: `10.0.0.${i}`, value: 1 }));
     const body = JSON.stringify({ entries });
     t.ok(body.length > BODY_LIMIT, `${body.length} bytes > ${BODY_LIMIT}`);
     await fails(t, { method: 'PUT', url: bl0, body }, { status: 413, code: 'MIMD_BODY_TOO_LARGE' });
@@ -267,7 +349,7 @@ t.test('every error status, and nothing changed after it', { skip }, async (t) =
   });
 
   await t.test('422: what the template forbids, naming the field', async (t) => {
-    const three = [1, 2, 3].map((key) => ({ key, value: 1 }));
+    const three = ['192.0.2.1', '192.0.2.2', '192.0.2.3'].map((key) => ({ key, value: 1 }));
     await fails(
       t,
       { method: 'PUT', url: bl0, body: { entries: three, maxEntries: 2 } },
@@ -280,7 +362,7 @@ t.test('every error status, and nothing changed after it', { skip }, async (t) =
     );
     await fails(
       t,
-      { method: 'PATCH', url: '/v1/maps/firewall/blocklist/slots/1/entries', body: { upsert: [{ key: 3, value: 1 }] } },
+      { method: 'PATCH', url: '/v1/maps/firewall/blocklist/slots/1/entries', body: { upsert: [{ key: '192.0.2.3', value: 1 }] } },
       { status: 422, code: 'MIMD_TEMPLATE_VIOLATION', field: 'upsert', message: /3 entries would exceed the inner map's maxEntries 2/ },
     );
     // A size the kernel itself refuses (the hash's bucket count overflows).
@@ -312,7 +394,22 @@ t.test('422 on a fixed-size ARRAY template: maxEntries, an index past the end, d
   const outerArray = maps.find((m) => m.object === 'fixture' && m.name === 'outer_array');
   t.match(outerArray, { innerTemplate: { type: 'ARRAY', maxEntries: 8, flags: [], resizable: false } });
   const url = '/v1/maps/fixture/outer_array/slots/0';
-  t.match(await api('PUT', url, { entries: [{ key: 7, value: 1 }] }), { status: 201 }, 'setup: slot 0 holds an ARRAY of 8');
+  // No formats for this object: its BTF says __u32 key, __u64 value, so both
+  // are integers, a u64 beyond 2^53 as a decimal string.
+  const fixtureSchema = (await api('GET', '/v1/maps/fixture/outer_array')).body.schema;
+  t.same(fixtureSchema.key.anyOf[0], { type: 'integer', minimum: 0, maximum: 4294967295 }, 'the key schema: a __u32');
+  const put = await api('PUT', url, { entries: [{ key: 7, value: 1 }, { key: 6, value: '18446744073709551615' }] });
+  t.match(put, { status: 201, body: { entryCount: 8 } }, 'setup: slot 0 holds an ARRAY of 8');
+  t.same(
+    (await api('GET', `${url}/entries`)).body.entries,
+    Array.from({ length: 8 }, (_, key) => ({ key, value: key === 7 ? 1 : key === 6 ? '18446744073709551615' : 0 })),
+    'read back as integers: every index of the ARRAY, u64 max as a decimal string',
+  );
+  t.same(
+    kernelEntries(put.body.mapId)[u32Hex(6)],
+    'ffffffffffffffff',
+    'the kernel holds u64 max at index 6',
+  );
 
   const fails = errorChecker(api, pinRoot, {
     outers: { outer_array: outerArray!.mapId },

@@ -11,11 +11,12 @@ import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { randomBytes, randomInt } from 'node:crypto';
 import { netnsLink, pinDir, xdpProgId } from '../helpers/sandbox';
-import { ipv4Prefix, ipv4ToBeU32Buffer } from '../helpers/packet';
 import {
   bpftool,
   ensureBuilt,
+  firewallBytes,
   firewallConfig,
+  kernelEntries,
   kernelMap,
   kernelSlots,
   skipUnlessRoot,
@@ -180,11 +181,14 @@ t.test('blocklist and policy changes take effect on real traffic; the program is
   const blocklistId = outerId('blocklist');
   const policyId = outerId('policy');
 
-  const senderKey = `0x${ipv4ToBeU32Buffer(link.peerAddress).toString('hex')}`;
-  const ourNet = `0x${ipv4Prefix(`${link.hostAddress}/24`).toString('hex')}`;
-  const senderOnly = `0x${ipv4Prefix(`${link.peerAddress}/32`).toString('hex')}`;
   const ifindex = link.hostIfindex;
   const network = link.hostAddress.replace(/\.\d+$/, '.0');
+  // Typed entries as an operator writes them: the sender's address, prefixes, verdicts by name.
+  const senderKey = link.peerAddress;
+  const ourNet = `${network}/24`;
+  const senderOnly = `${link.peerAddress}/32`;
+  const drop = { verdict: 'drop' };
+  const pass = { verdict: 'pass' };
 
   await passes('empty maps');
 
@@ -196,6 +200,11 @@ t.test('blocklist and policy changes take effect on real traffic; the program is
   res = await api('PUT', '/v1/maps/firewall/blocklist/slots/0', { entries: [{ key: senderKey, value: 1 }], labels: { why: 'e2e' } });
   t.match(res, { status: 200, body: { version: 2, previousVersion: 1, entryCount: 1, created: false } }, 'PUT with the sender: version 2');
   t.equal(kernelSlots(blocklistId)[u32Hex(0)], res.body.mapId, 'the kernel slot holds version 2');
+  t.same(
+    kernelEntries(res.body.mapId),
+    { [firewallBytes.source(link.peerAddress)]: '01' },
+    "with the sender's address in network order, as the program reads saddr",
+  );
   await dropped('after PUT of a blocklist with the sender', 'blocklist');
 
   res = await api('POST', '/v1/maps/firewall/blocklist/slots/0/rollback');
@@ -219,25 +228,32 @@ t.test('blocklist and policy changes take effect on real traffic; the program is
   await passes('slot 3 emptied');
 
   // --- policy: HASH_OF_MAPS keyed by ingress ifindex, LPM_TRIE inner ----------
-  res = await api('PUT', `/v1/maps/firewall/policy/slots/${ifindex + 1000}`, { entries: [{ key: ourNet, value: 1 }] });
+  res = await api('PUT', `/v1/maps/firewall/policy/slots/${ifindex + 1000}`, { entries: [{ key: ourNet, value: drop }] });
   t.equal(res.status, 201, 'PUT policy for another ifindex');
   await passes('a drop policy for another ifindex');
 
-  res = await api('PUT', `/v1/maps/firewall/policy/slots/${ifindex}`, { entries: [{ key: ourNet, value: 1 }] });
+  res = await api('PUT', `/v1/maps/firewall/policy/slots/${ifindex}`, { entries: [{ key: ourNet, value: drop }] });
   t.match(res, { status: 201, body: { slot: ifindex, version: 1, created: true } }, 'PUT policy for our ifindex');
   t.equal(kernelSlots(policyId)[u32Hex(ifindex)], res.body.mapId, 'the kernel holds the trie under our ifindex');
+  t.same(
+    kernelEntries(res.body.mapId),
+    { [firewallBytes.prefix(ourNet)]: firewallBytes.verdict('drop') },
+    'with the prefix and verdict as struct policy_key / policy_value',
+  );
   const policyV1 = res.body.mapId as number;
   await dropped(`after a policy PUT for ifindex ${ifindex} with ${network}/24 -> drop`, 'policy');
 
-  res = await api('PATCH', `/v1/maps/firewall/policy/slots/${ifindex}/entries`, { upsert: [{ key: ourNet, value: 0 }] });
+  res = await api('PATCH', `/v1/maps/firewall/policy/slots/${ifindex}/entries`, { upsert: [{ key: ourNet, value: pass }] });
   t.match(res, { status: 200, body: { version: 1, upserted: 1, deleted: 0, entryCount: 1 } }, 'PATCH the verdict to pass');
   t.equal(kernelSlots(policyId)[u32Hex(ifindex)], policyV1, 'PATCH changed the trie in place, no swap');
+  res = await api('GET', `/v1/maps/firewall/policy/slots/${ifindex}/entries`);
+  t.same(res.body.entries, [{ key: ourNet, value: pass }], 'read back typed');
   await passes('after PATCH of the verdict to pass');
 
   res = await api('PUT', `/v1/maps/firewall/policy/slots/${ifindex}`, {
     entries: [
-      { key: ourNet, value: 0 },
-      { key: senderOnly, value: 1 },
+      { key: ourNet, value: pass },
+      { key: senderOnly, value: drop },
     ],
   });
   t.match(res, { status: 200, body: { version: 2, previousVersion: 1, entryCount: 2 } }, 'PUT policy version 2');

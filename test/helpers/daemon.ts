@@ -8,7 +8,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { once } from 'node:events';
 import { endianness } from 'node:os';
+import { parse as parseYaml } from 'yaml';
 import { FIREWALL_OBJECT, REPO, ip } from './sandbox';
+import { ipv4Prefix, ipv4ToBeU32Buffer } from './packet';
 
 /** What the helpers need of a tap test (a structural type: tap's Test has overloads that defeat Parameters<>). */
 export interface TestLike {
@@ -56,8 +58,43 @@ export function xdpProgram(ifname: string): { id: number; name: string; mode: nu
   return prog && link.xdp ? { id: prog.id, name: prog.name, mode: link.xdp.mode } : null;
 }
 
+/**
+ * The `maps` of the firewall object in config/default.yaml: the formats that
+ * make the example program's entries typed, `{ key: "192.0.2.7", value: 1 }`
+ * in the blocklist and `{ key: "10.0.0.0/8", value: { verdict: "drop" } }` in
+ * the policy. An override's `objects` replaces the default list whole, so a
+ * test's config has to carry them; they are read from the shipped file so the
+ * tests see what an operator gets.
+ */
+export const FIREWALL_MAPS: Record<string, unknown> = (() => {
+  const file = path.join(REPO, 'config', 'default.yaml');
+  const config = parseYaml(fs.readFileSync(file, 'utf8')) as { objects?: { name?: string; maps?: Record<string, unknown> }[] };
+  const maps = config.objects?.find((o) => o.name === 'firewall')?.maps;
+  if (!maps) throw new Error(`${file} declares no maps (formats) for the firewall object`);
+  return maps;
+})();
+
+/** `enum verdict` of bpf/firewall.h: the policy's value, by name in the API. */
+export const VERDICT = { pass: 0, drop: 1 } as const;
+
+/**
+ * The example firewall's typed entries as the kernel holds them: hex in
+ * memory order, as kernelEntries gives them, for checks that do not take the
+ * daemon's word for it.
+ */
+export const firewallBytes = {
+  /** blocklist key: the IPv4 source address in network order */
+  source: (addr: string): string => ipv4ToBeU32Buffer(addr).toString('hex'),
+  /** policy key: struct policy_key { host-order prefixlen; network-order addr } of "a.b.c.d/n"; host bits kept as given */
+  prefix: (cidr: string): string => ipv4Prefix(cidr).toString('hex'),
+  /** policy value: struct policy_value { enum verdict }, a host-order u32 */
+  verdict: (name: keyof typeof VERDICT): string => u32Hex(VERDICT[name]),
+};
+
 export interface FirewallConfigOptions {
   program?: string;
+  /** the object's `maps` (formats, defaults); FIREWALL_MAPS by default */
+  maps?: Record<string, unknown>;
   api?: { bodyLimit?: number };
   retain?: number;
   swapQueue?: { capacity: number; concurrency: number };
@@ -66,7 +103,8 @@ export interface FirewallConfigOptions {
 
 /**
  * An override config: the example firewall attached in generic mode to
- * `ifname`, pins under `pinRoot`, the API on loopback on any free port.
+ * `ifname` with the formats of config/default.yaml (typed entries), pins under
+ * `pinRoot`, the API on loopback on any free port.
  */
 export function firewallConfig(pinRoot: string, ifname: string, options: FirewallConfigOptions | string = {}): Record<string, unknown> {
   const opts: FirewallConfigOptions = typeof options === 'string' ? { program: options } : options;
@@ -78,6 +116,7 @@ export function firewallConfig(pinRoot: string, ifname: string, options: Firewal
         name: 'firewall',
         path: FIREWALL_OBJECT,
         attach: [{ program: opts.program ?? 'xdp_firewall', type: 'xdp', interface: ifname, mode: 'generic' }],
+        maps: opts.maps ?? FIREWALL_MAPS,
       },
     ],
     api: { host: '127.0.0.1', port: 0, ...(opts.api ?? {}) },
