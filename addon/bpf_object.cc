@@ -146,6 +146,7 @@ void BpfObject::Init(Napi::Env env, Napi::Object exports) {
           InstanceMethod<&BpfObject::Load>("load"),
           InstanceMethod<&BpfObject::Map>("map"),
           InstanceMethod<&BpfObject::ProgramId>("programId"),
+          InstanceMethod<&BpfObject::UpdateLink>("updateLink"),
           InstanceMethod<&BpfObject::AttachXdp>("attachXdp"),
           InstanceMethod<&BpfObject::AttachTc>("attachTc"),
           InstanceMethod<&BpfObject::AttachTracepoint>("attachTracepoint"),
@@ -422,6 +423,19 @@ Napi::Value BpfObject::ProgramId(const Napi::CallbackInfo& info) {
   int ret = bpf_obj_get_info_by_fd(fd, &prog_info, &len);
   if (ret < 0) ThrowErrno(env, ErrFromRet(ret), "bpf_obj_get_info_by_fd");
   return Napi::Number::New(env, prog_info.id);
+}
+
+// Puts this object's program into an existing link (e.g. one pinned by an
+// earlier run) in one step: the hook never runs without a program, which is
+// how an upgrade keeps enforcing. Kernels refuse it for link types that cannot
+// swap programs (perf_event: EOPNOTSUPP/EINVAL).
+Napi::Value BpfObject::UpdateLink(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int prog_fd = ProgramFd(env, info[0]);
+  int link_fd = static_cast<int>(GetUint32(env, info[1], "linkFd"));
+  int ret = bpf_link_update(link_fd, prog_fd, nullptr);
+  if (ret < 0) ThrowErrno(env, ErrFromRet(ret), "bpf_link_update");
+  return env.Undefined();
 }
 
 Napi::Value BpfObject::AttachXdp(const Napi::CallbackInfo& info) {

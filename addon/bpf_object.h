@@ -41,6 +41,7 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
   Napi::Value Load(const Napi::CallbackInfo& info);
   Napi::Value Map(const Napi::CallbackInfo& info);
   Napi::Value ProgramId(const Napi::CallbackInfo& info);
+  Napi::Value UpdateLink(const Napi::CallbackInfo& info);
   Napi::Value AttachXdp(const Napi::CallbackInfo& info);
   Napi::Value AttachTc(const Napi::CallbackInfo& info);
   Napi::Value AttachTracepoint(const Napi::CallbackInfo& info);

@@ -7,7 +7,8 @@ import closeWithGrace from 'close-with-grace';
 import { ConfigError, defaultConfigFile, loadConfig } from './config/load';
 import type { Config } from './config/schema';
 import { createLogger, flushLogger, type Logger } from './logger';
-import { HostService, isHostError, type HostError } from './domain/host';
+import { HostService, isHostError, purgeOwned, type HostError } from './domain/host';
+import { FileStateStore } from './state/file-store';
 import type { KernelPort } from './domain/ports';
 import { SlotsService } from './domain/slots-service';
 import { SwapQueue } from './domain/swap-queue';
@@ -22,10 +23,17 @@ const EXIT_START_FAILED = 1;
 /** A grace period longer than any detach; after it close-with-grace exits 1. */
 const SHUTDOWN_DELAY_MS = 10_000;
 
-const USAGE = `Usage: mimd [--config <file>]
+const USAGE = `Usage: mimd [run] [--config <file>]
+       mimd purge [--config <file>]
 
-Loads the BPF objects the configuration names and attaches their programs;
-SIGTERM or SIGINT detaches them and exits.
+run (the default) loads the BPF objects the configuration names, attaches
+their programs and serves the API. It carries on from what an earlier run
+pinned: outer maps, attachments and every slot's versions. SIGTERM or SIGINT
+stops it; with onStop: keep (the default) the programs stay attached.
+
+purge removes everything mimd owns for the configured objects (detaching
+their programs): pins under pinRoot and records under stateDir. Do not run it
+while mimd runs.
 
 Options:
   -c, --config <file>  override file merged over the defaults
@@ -36,27 +44,38 @@ Defaults: ${defaultConfigFile()}
 Exit codes: 0 clean stop, 1 start failed, 64 bad arguments, 78 bad configuration
 `;
 
-function parseCommandLine(): { config?: string } {
+const COMMANDS = ['run', 'purge'] as const;
+type Command = (typeof COMMANDS)[number];
+
+function usageError(text: string): never {
+  process.stderr.write(`mimd: ${text}\n\n${USAGE}`);
+  process.exit(EX_USAGE);
+}
+
+function parseCommandLine(): { command: Command; config?: string } {
   let values: { config?: string; help?: boolean };
+  let positionals: string[];
   try {
-    ({ values } = parseArgs({
+    ({ values, positionals } = parseArgs({
       options: {
         config: { type: 'string', short: 'c' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
-      allowPositionals: false,
+      allowPositionals: true,
     }));
   } catch (err) {
-    process.stderr.write(`mimd: ${(err as Error).message}\n\n${USAGE}`);
-    process.exit(EX_USAGE);
+    usageError((err as Error).message);
   }
   if (values.help) {
     process.stdout.write(USAGE);
     process.exit(0);
   }
+  if (positionals.length > 1) usageError(`expected one command, got ${positionals.length}: ${positionals.join(' ')}`);
+  const command = positionals[0] ?? 'run';
+  if (!(COMMANDS as readonly string[]).includes(command)) usageError(`unknown command ${JSON.stringify(command)} (expected ${COMMANDS.join(' or ')})`);
   const config = values.config ?? (process.env.MIMD_CONFIG || undefined);
-  return config === undefined ? {} : { config };
+  return { command: command as Command, ...(config === undefined ? {} : { config }) };
 }
 
 function readConfig(file: string | undefined): Config {
@@ -83,11 +102,29 @@ function kernelLayer(): { kernel: KernelPort; routeLibbpfLog: typeof import('./k
   return { kernel: new KernelAdapter(), routeLibbpfLog: index.routeLibbpfLog, libbpfVersion: index.libbpfVersion };
 }
 
+function purge(config: Config, logger: Logger): void {
+  const { kernel } = kernelLayer();
+  purgeOwned({ objects: config.objects, pinRoot: config.pinRoot, kernel, state: new FileStateStore(config.stateDir), logger: logger.child({ component: 'purge' }) });
+  logger.child({ component: 'main' }).info({ objects: config.objects.map((o) => o.name) }, 'purged');
+}
+
 async function main(): Promise<void> {
   const args = parseCommandLine();
   const config = readConfig(args.config);
   const logger = createLogger(config.log);
   const log = logger.child({ component: 'main' });
+  if (args.command === 'purge') {
+    try {
+      purge(config, logger);
+    } catch (err) {
+      log.fatal({ err }, 'purge failed');
+      await flushLogger(logger);
+      process.stderr.write(`mimd: purge failed: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.exit(EXIT_START_FAILED);
+    }
+    await flushLogger(logger);
+    return;
+  }
 
   let host: HostService | null = null;
   let slots: SlotsService | null = null;
@@ -101,7 +138,7 @@ async function main(): Promise<void> {
     // the maps under them go away.
     await app?.close();
     slots?.close();
-    await host?.close();
+    await host?.close(config.onStop);
     log.info('stopped');
     await flushLogger(logger);
   });
@@ -113,24 +150,33 @@ async function main(): Promise<void> {
     kernelSide.routeLibbpfLog((level, message) => libbpfLog[level](message.trimEnd()));
 
     log.info({ config: args.config ?? null, libbpf: kernelSide.libbpfVersion }, 'starting');
-    host = new HostService({
+    const state = new FileStateStore(config.stateDir);
+    const running = new HostService({
       objects: config.objects,
       pinRoot: config.pinRoot,
       kernel: kernelSide.kernel,
+      state,
       logger: logger.child({ component: 'host' }),
     });
-    await host.start();
-
-    slots = new SlotsService({
-      maps: host.managedMaps(),
-      kernel: kernelSide.kernel,
-      swaps: new SwapQueue(config.swapQueue),
-      retain: config.retain,
-      pinRoot: config.pinRoot,
-      logger: logger.child({ component: 'slots' }),
-      ready: () => host?.running ?? false,
+    host = running;
+    // Slots are restored after the maps load and before any program is
+    // attached or updated, so a program never sees them half restored.
+    await running.start(async () => {
+      slots = new SlotsService({
+        maps: running.managedMaps(),
+        kernel: kernelSide.kernel,
+        swaps: new SwapQueue(config.swapQueue),
+        retain: config.retain,
+        pinRoot: config.pinRoot,
+        state,
+        logger: logger.child({ component: 'slots' }),
+        ready: () => running.running,
+        pauseAt: process.env.MIMD_PAUSE_AT || undefined,
+      });
+      const summary = await slots.restore();
+      log.info(summary, 'restored slots');
     });
-    slots.removeStalePins();
+    if (!slots) throw new Error('slots were not restored');
     app = buildApp({ slots, logger: logger.child({ component: 'http' }), bodyLimit: config.api.bodyLimit });
     await app.listen({ host: config.api.host, port: config.api.port });
   } catch (err) {

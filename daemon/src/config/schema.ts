@@ -87,6 +87,9 @@ export const RawTracepointAttachSchema = Strict(
 /** Discriminated by `type`; the loader reports errors against the variant `type` selects. */
 export const AttachSchema = Type.Union([XdpAttachSchema, TcAttachSchema, TracepointAttachSchema, RawTracepointAttachSchema]);
 
+export const INCOMPATIBLE_PIN_ACTIONS = ['refuse', 'replace'] as const;
+export const STOP_ACTIONS = ['keep', 'remove'] as const;
+
 export const FORMAT_NAMES = ['ipv4', 'ipv6', 'mac', 'be16', 'be32', 'be64', 'hex', 'cidr'] as const;
 
 /**
@@ -131,6 +134,11 @@ export const ObjectSchema = Strict({
     default: {},
     expected: 'a map of outer map names to their formats and defaults',
   }),
+  onIncompatiblePin: OneOf(INCOMPATIBLE_PIN_ACTIONS, {
+    default: 'refuse',
+    description:
+      'a pinned outer map that differs from the object (type, sizes, flags, inner template): refuse to start, or replace it and carry over the slots that fit',
+  }),
 });
 
 export const LogSchema = Strict({
@@ -170,6 +178,14 @@ export const ConfigSchema = Strict({
     expected: 'an absolute path',
     description: 'bpffs directory where mimd pins what it owns',
   }),
+  stateDir: Type.String({
+    pattern: '^/[^\\x00]*$',
+    expected: 'an absolute path',
+    description: 'directory where mimd records what the kernel cannot hold (templates, version numbers, labels)',
+  }),
+  onStop: OneOf(STOP_ACTIONS, {
+    description: 'keep: programs stay attached and maps pinned when mimd stops; remove: mimd removes everything it owns',
+  }),
   log: LogSchema,
   objects: Type.Array(ObjectSchema, { default: [] }),
   api: ApiSchema,
@@ -188,6 +204,7 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 export type ObjectConfig = Static<typeof ObjectSchema>;
 export type MapCodecConfig = Static<typeof MapCodecSchema>;
 export type FormatName = (typeof FORMAT_NAMES)[number];
+export type StopAction = (typeof STOP_ACTIONS)[number];
 export type AttachConfig = Static<typeof AttachSchema>;
 export type AttachType = AttachConfig['type'];
 export type XdpAttachConfig = Static<typeof XdpAttachSchema>;

@@ -25,6 +25,8 @@ export const SwapQueueFullError = createError('MIMD_SWAP_QUEUE_FULL', '%s', 503)
 export const NotReadyError = createError('MIMD_NOT_READY', '%s', 503);
 export const KernelNoSpaceError = createError('MIMD_KERNEL_NO_SPACE', '%s', 507);
 export const KernelError = createError('MIMD_KERNEL_ERROR', '%s', 500);
+/** mimd could not record a change in its state directory; the kernel was left as it was. */
+export const StateWriteError = createError('MIMD_STATE_WRITE_FAILED', '%s', 500);
 
 type ErrorClass = new (message: string, options?: { cause?: unknown }) => Error;
 

@@ -1,14 +1,24 @@
 // HostService: brings up what the configuration asks for (every BPF object
 // loaded, every program attached) and takes it down again. Start is all or
-// nothing: on any failure everything already done is undone, so mimd is never
-// left half-started.
+// nothing: on any failure everything this start did is undone, so mimd is
+// never left half-started, and what an earlier run left pinned (still
+// enforcing) is left as it was.
+//
+// Everything lives under <pinRoot>/<object>/: maps/<map> for outer maps (and
+// maps the object pins by name), links/<attachment> for attachments. A start
+// reuses what is pinned there: outer maps whose definition (inner template
+// included) matches the object's, and links, whose program it replaces in
+// place (bpf_link_update), so enforcement has no gap across a restart or an
+// upgrade of the object.
 import * as path from 'node:path';
 import createError from '@fastify/error';
 import type { Logger } from 'pino';
 import type { AttachConfig, ObjectConfig } from '../config/schema';
 import type { ManagedMapSource } from './slots-service';
 import type { BtfTable } from './btf';
-import type { AttachKind, AttachTarget, KernelLink, KernelObject, MapDefinition, ObjectLoader, ProgramDefinition } from './ports';
+import type { AttachKind, AttachTarget, KernelLink, LinkInfo, KernelObject, KernelOuterMap, KernelPort, MapDefinition, MapShape, ProgramDefinition } from './ports';
+import type { OuterMapRecord, StateStore } from './state';
+import { shapeDifference } from './template';
 
 /** The configuration does not fit the host or the object (unknown program, wrong program type, no such interface). */
 export const ConfigMismatchError = createError('MIMD_CONFIG_MISMATCH', '%s', 400);
@@ -66,8 +76,20 @@ export interface HostSummary {
 export interface HostServiceOptions {
   objects: readonly ObjectConfig[];
   pinRoot: string;
-  kernel: ObjectLoader;
+  kernel: KernelPort;
+  state: StateStore;
   logger: Logger;
+}
+
+/** What a start does with an outer map. */
+interface OuterPin {
+  name: string;
+  /** <pinRoot>/<object>/maps/<name> */
+  path: string;
+  /** reused: the pin is used; fresh: no pin yet; replacing: the pin does not match and is replaced */
+  kind: 'reused' | 'fresh' | 'replacing';
+  /** the pinned map (reused, replacing) */
+  pinned: KernelOuterMap | null;
 }
 
 interface PlannedAttachment {
@@ -76,6 +98,8 @@ interface PlannedAttachment {
   target: AttachTarget;
   /** "lo (xdp, generic mode)" */
   where: string;
+  /** the link's pin: <pinRoot>/<object>/links/<name> */
+  pinPath: string;
 }
 
 interface Attachment {
@@ -93,6 +117,11 @@ interface ObjectEntry {
   programs: ProgramDefinition[];
   btf: BtfTable | null;
   attachments: Attachment[];
+  /** <pinRoot>/<object> */
+  pinDir: string;
+  outerPins: OuterPin[];
+  /** pins this start made, removed again if it fails */
+  createdPins: string[];
 }
 
 type State = 'idle' | 'starting' | 'running' | 'closing' | 'closed';
@@ -109,11 +138,16 @@ export class HostService {
     this.log = options.logger;
   }
 
-  /** Loads every configured object and attaches its programs, in config order. Call once. */
-  start(): Promise<void> {
+  /**
+   * Loads every configured object and attaches its programs, in config order.
+   * `beforeAttach` runs once the maps are loaded and before any program is
+   * attached (or swapped into a pinned link): slots are restored there, so a
+   * program sees them from its first packet. Call once.
+   */
+  start(beforeAttach: () => Promise<void> = async () => undefined): Promise<void> {
     if (this.state !== 'idle') return Promise.reject(new Error(`host: start() when already ${this.state}`));
     this.state = 'starting';
-    this.starting = this.bringUp().then(
+    this.starting = this.bringUp(beforeAttach).then(
       () => {
         this.state = 'running';
       },
@@ -127,21 +161,38 @@ export class HostService {
   }
 
   /**
-   * Detaches every program and closes every object, last attached first.
-   * Idempotent; while start() runs it waits for start to stop at its next step.
+   * Closes every handle, last attached first. `keep` (the default) leaves the
+   * pinned links and maps in place: programs stay attached and enforcing.
+   * `remove` also removes every pin and record mimd owns, which detaches the
+   * programs. Idempotent; while start() runs it waits for start to stop at its
+   * next step.
    */
-  close(): Promise<void> {
+  close(mode: 'keep' | 'remove' = 'keep'): Promise<void> {
     if (this.closing) return this.closing;
     this.closeRequested = true;
     this.closing = (async () => {
       if (this.starting) await this.starting.catch(() => undefined);
       if (this.state === 'running') {
         this.state = 'closing';
+        const objects = this.entries.map((e) => ({ name: e.config.name, pinDir: e.pinDir, attachments: e.attachments.map((a) => a.planned) }));
         this.release('close');
+        if (mode === 'remove') for (const object of objects) this.removeOwned(object);
       }
       this.state = 'closed';
     })();
     return this.closing;
+  }
+
+  /** Detaches (by unpinning the links) and removes every pin and record of an object. */
+  private removeOwned(object: { name: string; pinDir: string; attachments: PlannedAttachment[] }): void {
+    const { kernel, state } = this.options;
+    for (const planned of [...object.attachments].reverse()) {
+      kernel.unpin(planned.pinPath);
+      this.log.info({ object: object.name, attachment: planned.field }, `detached ${planned.config.program} from ${planned.where}`);
+    }
+    kernel.removePinTree(object.pinDir);
+    state.removeObject(object.name);
+    this.log.info({ object: object.name, pinDir: object.pinDir }, 'removed pins and records');
   }
 
   get running(): boolean {
@@ -179,6 +230,8 @@ export class HostService {
             maxEntries: def.maxEntries,
             inner: def.inner,
             handle: entry.handle.outerMap(def.name),
+            pinPath: this.outerPinPath(entry, def.name),
+            replacing: entry.outerPins.find((p) => p.name === def.name && p.kind === 'replacing')?.pinned ?? null,
           });
         }
       }
@@ -198,18 +251,27 @@ export class HostService {
     };
   }
 
-  private async bringUp(): Promise<void> {
+  private async bringUp(beforeAttach: () => Promise<void>): Promise<void> {
     // Everything that can be checked without the kernel is checked for every
     // object before the first one loads: a typo in the last object must not
     // cost a load (and verification) of the first.
     this.options.objects.forEach((config, i) => this.open(config, i));
+    for (const entry of this.entries) this.checkPins(entry);
     for (const entry of this.entries) {
       await this.load(entry);
+      this.pinFreshOuterMaps(entry);
       this.stopIfClosing();
     }
+    await beforeAttach();
+    this.stopIfClosing();
+    // A replacing outer map takes over the pin once its slots are carried
+    // over and before the new program is attached: from then on a restart
+    // finds the new map, whatever moment it comes at.
+    for (const entry of this.entries) this.pinReplacingOuterMaps(entry);
     for (const entry of this.entries) {
       for (const planned of entry.planned) this.attach(entry, planned);
     }
+    for (const entry of this.entries) this.removeStaleLinks(entry);
   }
 
   private stopIfClosing(): void {
@@ -218,11 +280,12 @@ export class HostService {
 
   private open(config: ObjectConfig, i: number): void {
     const field = `objects[${i}]`;
+    const pinDir = path.posix.join(this.options.pinRoot, config.name);
     let handle: KernelObject;
     try {
       handle = this.options.kernel.openObject(config.path, {
         name: config.name,
-        pinRoot: path.posix.join(this.options.pinRoot, config.name),
+        pinRoot: path.posix.join(pinDir, 'maps'),
       });
     } catch (err) {
       throw hostError(StartFailedError, `${field}.path`, `${field} (${config.name}): cannot open ${config.path}: ${message(err)}`, err);
@@ -237,6 +300,9 @@ export class HostService {
       programs: [],
       btf: null,
       attachments: [],
+      pinDir,
+      outerPins: [],
+      createdPins: [],
     };
     // Registered before anything else can fail, so that the rollback closes it.
     this.entries.push(entry);
@@ -280,7 +346,13 @@ export class HostService {
           `type ${config.type} needs a ${accepted.join(' or ')} program`,
       );
     }
-    return { field, config, target: this.target(config, field), where: describe(config) };
+    return {
+      field,
+      config,
+      target: this.target(config, field),
+      where: describe(config),
+      pinPath: path.posix.join(entry.pinDir, 'links', linkPinName(config)),
+    };
   }
 
   private target(config: AttachConfig, field: string): AttachTarget {
@@ -323,23 +395,213 @@ export class HostService {
     );
   }
 
+  /**
+   * Attaches a program, or puts it into the link an earlier run pinned for
+   * the same hook (bpf_link_update: no moment without a program there).
+   */
   private attach(entry: ObjectEntry, planned: PlannedAttachment): void {
-    let link: KernelLink;
+    const { kernel } = this.options;
+    const program = planned.config.program;
+    let link: KernelLink | null = null;
+    let how = 'attached';
     try {
-      link = entry.handle.attach(planned.config.program, planned.target);
+      const pinned = this.pinnedLink(entry, planned);
+      if (pinned) {
+        try {
+          entry.handle.updateLink(program, pinned);
+          link = pinned;
+          how = 'updated the pinned link of';
+        } catch (err) {
+          // Links that cannot change program (perf_event): attach beside it,
+          // then let the old one go, so the hook is never empty.
+          this.log.warn({ err: message(err), attachment: planned.field }, 'the pinned link cannot take the new program; attaching a new link beside it');
+          link = entry.handle.attach(program, planned.target);
+          const next = newPinPath(planned.pinPath);
+          kernel.unpin(next);
+          link.pin(next);
+          kernel.renamePin(next, planned.pinPath);
+          pinned.close();
+          how = 'replaced the pinned link of';
+        }
+      } else {
+        link = entry.handle.attach(program, planned.target);
+        kernel.makePinDir(path.posix.dirname(planned.pinPath));
+        link.pin(planned.pinPath);
+        entry.createdPins.push(planned.pinPath);
+      }
     } catch (err) {
+      link?.close();
       throw hostError(
         StartFailedError,
         planned.field,
-        `${planned.field}: cannot attach ${planned.config.program} (object ${entry.config.name}) to ${planned.where}: ${message(err)}`,
+        `${planned.field}: cannot attach ${program} (object ${entry.config.name}) to ${planned.where}: ${message(err)}`,
         err,
       );
     }
     entry.attachments.push({ planned, link });
+    const info = link.info();
     this.log.info(
-      { object: entry.config.name, attachment: planned.field, linkId: link.id, programId: link.programId },
-      `attached ${planned.config.program} to ${planned.where}`,
+      { object: entry.config.name, attachment: planned.field, linkId: link.id, programId: info.programId, pinPath: planned.pinPath },
+      `${how} ${program} ${how === 'attached' ? 'to' : 'on'} ${planned.where}`,
     );
+  }
+
+  /** The link an earlier run pinned for this hook, if it is still on it; a stale one is removed. */
+  private pinnedLink(entry: ObjectEntry, planned: PlannedAttachment): KernelLink | null {
+    const { kernel } = this.options;
+    if (!kernel.pinExists(planned.pinPath)) return null;
+    const link = kernel.openPinnedLink(planned.pinPath);
+    const info = link.info();
+    const stale = staleness(info, planned.target);
+    if (stale === null) return link;
+    // Its interface was deleted or replaced: the link attaches nothing any more.
+    link.close();
+    kernel.unpin(planned.pinPath);
+    this.log.warn({ object: entry.config.name, attachment: planned.field, linkId: info.id, why: stale }, 'removed a stale pinned link');
+    return null;
+  }
+
+  /** Links pinned by an earlier run for attachments no longer configured: unpinning detaches them. */
+  private removeStaleLinks(entry: ObjectEntry): void {
+    const { kernel } = this.options;
+    const dir = path.posix.join(entry.pinDir, 'links');
+    const wanted = new Set(entry.planned.map((p) => path.posix.basename(p.pinPath)));
+    for (const pin of kernel.listPins(dir)) {
+      if (pin.directory || wanted.has(pin.name)) continue;
+      kernel.unpin(path.posix.join(dir, pin.name));
+      this.log.warn({ object: entry.config.name, pin: path.posix.join(dir, pin.name) }, 'detached an attachment that is no longer configured');
+    }
+    kernel.removeEmptyPinDir(dir);
+  }
+
+  // ---- outer map pins --------------------------------------------------------
+
+  private outerPinPath(entry: ObjectEntry, name: string): string {
+    return path.posix.join(entry.pinDir, 'maps', name);
+  }
+
+  /**
+   * Before load: decides per outer map whether its pin is reused, made, or
+   * replaced. libbpf's own reuse check ignores the inner template, so mimd
+   * compares the pinned map with the object itself, inner template included
+   * (from the record written when the map was first pinned).
+   */
+  private checkPins(entry: ObjectEntry): void {
+    const { kernel, state } = this.options;
+    const name = entry.config.name;
+    const defs = entry.handle.maps().filter((m) => m.inner !== null);
+    // Leftovers of a replacement a crash interrupted before the rename.
+    for (const pin of kernel.listPins(path.posix.join(entry.pinDir, 'maps'))) {
+      if (pin.name.startsWith(NEW_PIN_PREFIX)) kernel.unpin(path.posix.join(entry.pinDir, 'maps', pin.name));
+    }
+    for (const def of defs) {
+      const pinPath = this.outerPinPath(entry, def.name);
+      entry.handle.clearPinPath(def.name);
+      if (!kernel.pinExists(pinPath)) {
+        entry.outerPins.push({ name: def.name, path: pinPath, kind: 'fresh', pinned: null });
+        continue;
+      }
+      let pinned: KernelOuterMap;
+      try {
+        pinned = kernel.openPinnedOuterMap(pinPath);
+      } catch (err) {
+        throw hostError(StartFailedError, `${entry.field}.onIncompatiblePin`, `${entry.field} (${name}): cannot open the pinned outer map ${pinPath}: ${message(err)}`, err);
+      }
+      const mismatch = this.pinMismatch(pinned, def, state.readOuter(name, def.name));
+      if (mismatch === null) {
+        entry.outerPins.push({ name: def.name, path: pinPath, kind: 'reused', pinned });
+        entry.handle.reuseMap(def.name, pinned);
+        this.log.info({ object: name, map: def.name, mapId: pinned.id, pinPath }, 'reusing pinned outer map');
+        continue;
+      }
+      if (entry.config.onIncompatiblePin !== 'replace') {
+        pinned.close();
+        throw hostError(
+          ConfigMismatchError,
+          `${entry.field}.onIncompatiblePin`,
+          `${entry.field} (${name}): the pinned outer map ${def.name} (${pinPath}) does not match the object: ${mismatch}. ` +
+            `Set ${entry.field}.onIncompatiblePin: replace to replace it (slots whose inner maps fit the new template are carried over), ` +
+            `or run mimd purge to remove everything mimd owns`,
+        );
+      }
+      entry.outerPins.push({ name: def.name, path: pinPath, kind: 'replacing', pinned });
+      this.log.warn({ object: name, map: def.name, mapId: pinned.id, pinPath, mismatch }, 'replacing incompatible outer map');
+    }
+  }
+
+  /** How the pinned outer map differs from the object's definition, or null. */
+  private pinMismatch(pinned: KernelOuterMap, def: MapDefinition, record: OuterMapRecord | null): string | null {
+    const wanted: MapShape = { type: def.type, keySize: def.keySize, valueSize: def.valueSize, maxEntries: def.maxEntries, flags: def.flags };
+    const outer = shapeDifference(pinned.definition(), wanted);
+    if (outer) return `${outer.field} is ${outer.found} in the pin, ${outer.wanted} in the object`;
+    // The kernel does not report an outer map's inner template: the record does.
+    if (!record || record.mapId !== pinned.id) return 'innerTemplate is not recorded for this map (no record of it in the state directory)';
+    const inner = def.inner;
+    if (!inner) return 'innerTemplate: the object declares none';
+    const template: MapShape = { type: inner.type, keySize: inner.keySize, valueSize: inner.valueSize, maxEntries: inner.maxEntries, flags: inner.flags };
+    const difference = shapeDifference(record.innerTemplate, template);
+    return difference && `innerTemplate.${difference.field} is ${difference.found} in the pin, ${difference.wanted} in the object`;
+  }
+
+  /** After load: maps with no pin yet get their record, then their pin. */
+  private pinFreshOuterMaps(entry: ObjectEntry): void {
+    for (const outer of entry.outerPins) {
+      // The loaded object holds the map now; the handle from the pin is no longer needed.
+      if (outer.kind === 'reused') {
+        outer.pinned?.close();
+        outer.pinned = null;
+      }
+      if (outer.kind !== 'fresh') continue;
+      this.pinOuterMap(entry, outer.name, outer.path);
+      entry.createdPins.push(outer.path);
+    }
+  }
+
+  /** After attach: a replacing outer map takes over the pin (rename, so the path is never empty). */
+  private pinReplacingOuterMaps(entry: ObjectEntry): void {
+    const { kernel } = this.options;
+    for (const outer of entry.outerPins) {
+      if (outer.kind !== 'replacing') continue;
+      const next = newPinPath(outer.path);
+      this.pinOuterMap(entry, outer.name, next);
+      kernel.renamePin(next, outer.path);
+      this.log.warn({ object: entry.config.name, map: outer.name, pinPath: outer.path }, 'replaced incompatible outer map');
+    }
+  }
+
+  private pinOuterMap(entry: ObjectEntry, name: string, pinPath: string): void {
+    const { kernel, state } = this.options;
+    const def = entry.maps.find((m) => m.name === name);
+    const map = entry.handle.outerMap(name);
+    try {
+      if (!def?.inner) throw new Error(`${name} is not a map-in-map map`);
+      const shape = (d: MapShape): MapShape => ({ type: d.type, keySize: d.keySize, valueSize: d.valueSize, maxEntries: d.maxEntries, flags: [...d.flags] });
+      // Record first: a pin without a record is refused at the next start, a record without its pin is ignored.
+      state.writeOuter(entry.config.name, name, { outer: shape(def), innerTemplate: shape(def.inner), mapId: map.id, createdAt: new Date().toISOString() });
+      kernel.makePinDir(path.posix.dirname(pinPath));
+      map.pin(pinPath);
+    } catch (err) {
+      throw hostError(StartFailedError, entry.field, `${entry.field} (${entry.config.name}): cannot pin outer map ${name} at ${pinPath}: ${message(err)}`, err);
+    } finally {
+      map.close();
+    }
+  }
+
+  /** Removes what a failed start pinned; what earlier runs pinned stays. */
+  private removeCreatedPins(entry: ObjectEntry): void {
+    const { kernel, state } = this.options;
+    for (const pinPath of [...entry.createdPins].reverse()) {
+      try {
+        kernel.unpin(pinPath);
+      } catch (err) {
+        this.log.error({ err, object: entry.config.name, pinPath }, 'cannot remove a pin of the failed start');
+      }
+    }
+    for (const outer of entry.outerPins.filter((o) => o.kind === 'fresh' && entry.createdPins.includes(o.path))) {
+      if (state.readSlots(entry.config.name, outer.name).length === 0) state.removeMap(entry.config.name, outer.name);
+    }
+    for (const dir of ['links', 'maps', 'slots', '']) kernel.removeEmptyPinDir(path.posix.join(entry.pinDir, dir));
+    entry.createdPins = [];
   }
 
   /** Closes links, then objects, newest first. Never throws: one failed close must not keep the rest open. */
@@ -348,12 +610,21 @@ export class HostService {
       for (const { planned, link } of [...entry.attachments].reverse()) {
         try {
           link.close();
-          this.log.info({ object: entry.config.name, attachment: planned.field, linkId: link.id, why }, `detached ${planned.config.program} from ${planned.where}`);
+          const created = entry.createdPins.includes(planned.pinPath);
+          if (why === 'rollback' && created) {
+            this.options.kernel.unpin(planned.pinPath);
+            this.log.info({ object: entry.config.name, attachment: planned.field, linkId: link.id, why }, `detached ${planned.config.program} from ${planned.where}`);
+          } else {
+            this.log.debug({ object: entry.config.name, attachment: planned.field, linkId: link.id, why }, `${planned.config.program} stays attached to ${planned.where} (pinned)`);
+          }
         } catch (err) {
           this.log.error({ err, object: entry.config.name, attachment: planned.field, why }, `cannot detach ${planned.config.program} from ${planned.where}`);
         }
       }
       entry.attachments = [];
+      for (const outer of entry.outerPins) outer.pinned?.close();
+      if (why === 'rollback') this.removeCreatedPins(entry);
+      entry.outerPins = [];
       try {
         entry.handle.close();
         if (entry.loaded) this.log.info({ object: entry.config.name, why }, 'closed object');
@@ -363,6 +634,58 @@ export class HostService {
       entry.loaded = false;
     }
     this.entries.length = 0;
+  }
+}
+
+// bpffs refuses names with a dot; map names are C identifiers and link pin
+// names start with their kind, so this prefix names no real pin.
+const NEW_PIN_PREFIX = 'new-';
+
+/** Where a pin's replacement is made before it is renamed over the pin. */
+function newPinPath(pinPath: string): string {
+  return path.posix.join(path.posix.dirname(pinPath), NEW_PIN_PREFIX + path.posix.basename(pinPath));
+}
+
+/** Why a pinned link no longer serves `target` (null: it does). */
+function staleness(info: LinkInfo, target: AttachTarget): string | null {
+  if (info.programId === 0) return 'it was detached';
+  const wantedType = { xdp: 'xdp', tc: 'tcx', tracepoint: 'perf_event', raw_tracepoint: 'raw_tracepoint' }[target.type];
+  if (info.type !== wantedType) return `it is a ${info.type} link, not ${wantedType}`;
+  if ('ifindex' in target && info.ifindex !== target.ifindex) return `it is on ifindex ${info.ifindex ?? 0}, the interface is now ifindex ${target.ifindex}`;
+  return null;
+}
+
+/** One pin per hook: a changed program for the same hook is an update, not a new attachment. */
+function linkPinName(config: AttachConfig): string {
+  switch (config.type) {
+    case 'xdp':
+      return `xdp-${config.mode}-${config.interface}`;
+    case 'tc':
+      return `tc-${config.direction}-${config.interface}`;
+    case 'tracepoint':
+      return `tracepoint-${config.tracepoint.replace('/', '-')}`;
+    case 'raw_tracepoint':
+      return `raw_tracepoint-${config.tracepoint}`;
+  }
+}
+
+/**
+ * Removes everything mimd owns for these objects without loading them:
+ * links first (unpinning the last reference detaches the program), then
+ * every other pin and record. For `mimd purge`.
+ */
+export function purgeOwned(options: { objects: readonly ObjectConfig[]; pinRoot: string; kernel: KernelPort; state: StateStore; logger: Logger }): void {
+  const { kernel, state, logger } = options;
+  for (const config of options.objects) {
+    const pinDir = path.posix.join(options.pinRoot, config.name);
+    const linksDir = path.posix.join(pinDir, 'links');
+    for (const pin of kernel.listPins(linksDir)) {
+      kernel.unpin(path.posix.join(linksDir, pin.name));
+      logger.info({ object: config.name, pin: path.posix.join(linksDir, pin.name) }, 'detached');
+    }
+    kernel.removePinTree(pinDir);
+    state.removeObject(config.name);
+    logger.info({ object: config.name, pinDir }, 'removed pins and records');
   }
 }
 
@@ -390,7 +713,7 @@ function view(entry: ObjectEntry): LoadedObjectView {
       field: planned.field,
       ...('ifindex' in planned.target ? { ifindex: planned.target.ifindex } : {}),
       linkId: link.id,
-      programId: link.programId,
+      programId: link.info().programId,
     })),
   });
 }

@@ -8,6 +8,8 @@ import type { Entry, EntryJson, EntryPage, InnerTemplateView, Labels, OuterMapVi
 import { slotFromUrl, type EntryCodec } from './codec';
 import type { MapCodecs } from './map-codecs';
 import { Slot, type Version } from './slot';
+import type { VersionRecord } from './state';
+import { innerMapMisfit, type ShapeDifference } from './template';
 import { badInput, fromKernel, mimdError, NotFoundError, TemplateViolationError, templateViolation } from './errors';
 
 const ARRAY_TYPES = new Set(['ARRAY', 'PERCPU_ARRAY']);
@@ -34,6 +36,10 @@ export interface OuterMapOptions {
   pinDir: string;
   /** how slots and entries cross the API */
   codecs: MapCodecs;
+  /** where the outer map itself is pinned */
+  pinPath: string | null;
+  /** test seam: waits at a named point of a change (see SlotsServiceOptions.pauseAt) */
+  checkpoint: (point: string) => Promise<void>;
 }
 
 export class OuterMap {
@@ -45,12 +51,14 @@ export class OuterMap {
   readonly template: InnerMapDefinition;
   readonly handle: KernelOuterMap;
   readonly pinDir: string;
+  readonly pinPath: string | null;
   /** how slots (outer keys) cross the API */
   readonly slotCodec: EntryCodec['key'];
   /** how the inner maps' entries cross the API */
   readonly entryCodec: EntryCodec;
   private readonly kernel: MapStore;
   private readonly slots = new Map<string, Slot>();
+  private readonly checkpoint: (point: string) => Promise<void>;
 
   constructor(options: OuterMapOptions) {
     this.object = options.object;
@@ -62,6 +70,8 @@ export class OuterMap {
     this.handle = options.handle;
     this.kernel = options.kernel;
     this.pinDir = options.pinDir;
+    this.pinPath = options.pinPath;
+    this.checkpoint = options.checkpoint;
     this.slotCodec = options.codecs.slot;
     this.entryCodec = options.codecs.entry;
   }
@@ -112,18 +122,18 @@ export class OuterMap {
     return [...this.slots.values()];
   }
 
-  /** Keys of the slots that hold an inner map in the kernel now. */
-  occupiedKeys(): Buffer[] {
+  /** Keys of the slots that hold an inner map in the kernel now (of `map`: an outer map being replaced). */
+  occupiedKeys(map: KernelOuterMap = this.handle): Buffer[] {
     const keys: Buffer[] = [];
     if (this.type === 'ARRAY_OF_MAPS') {
       for (let index = 0; index < this.maxEntries; index++) {
         const key = Buffer.alloc(4);
         key.writeUInt32LE(index);
-        if (this.handle.innerId(key) !== null) keys.push(key);
+        if (map.innerId(key) !== null) keys.push(key);
       }
       return keys;
     }
-    for (let key = this.handle.nextKey(null); key; key = this.handle.nextKey(key)) keys.push(key);
+    for (let key = map.nextKey(null); key; key = map.nextKey(key)) keys.push(key);
     return keys;
   }
 
@@ -144,7 +154,7 @@ export class OuterMap {
       innerTemplate: this.templateView(),
       slotsInUse: this.occupiedKeys().length,
       mapId: this.handle.id,
-      pinPath: null,
+      pinPath: this.pinPath,
     };
   }
 
@@ -244,11 +254,16 @@ export class OuterMap {
       throw fromKernel(err, `creating an inner map for ${this.ref} slot ${String(slot.keyJson)}`);
     }
     const dir = this.slotPinDir(slot);
-    const pinPath = path.posix.join(dir, String(number));
+    const pinPath = this.versionPinPath(slot, number);
     let pinned = false;
     try {
+      await this.checkpoint('build:created');
       if (content.count > 0) await map.writeEntries(content.keys, content.values);
+      await this.checkpoint('build:filled');
       this.kernel.makePinDir(dir);
+      // A pin a crash left at this number was never reported to anyone: the
+      // restart removes those, but be sure not to fail on one.
+      this.kernel.unpin(pinPath);
       map.pin(pinPath);
       pinned = true;
     } catch (err) {
@@ -279,6 +294,38 @@ export class OuterMap {
 
   slotPinDir(slot: Slot): string {
     return path.posix.join(this.pinDir, slot.key.toString('hex'));
+  }
+
+  versionPinPath(slot: Slot, number: number): string {
+    return path.posix.join(this.slotPinDir(slot), String(number));
+  }
+
+  /** A version an earlier run built, from its pin and its record. */
+  adopt(slot: Slot, record: VersionRecord, map: KernelMap, pinPath: string): Version {
+    return {
+      number: record.number,
+      map,
+      mapId: map.id,
+      pinPath,
+      maxEntries: record.maxEntries,
+      entryCount: record.entryCount,
+      createdAt: new Date(record.createdAt),
+      activatedAt: record.activatedAt === null ? null : new Date(record.activatedAt),
+      labels: { ...record.labels },
+    };
+  }
+
+  /** The first way `map` would not fit this map's slots, or null. */
+  misfit(map: KernelMap): ShapeDifference | null {
+    return innerMapMisfit(map.definition(), this.template);
+  }
+
+  /** Entries in an inner map, counted from the kernel (after an interrupted patch). */
+  countEntries(version: Version): number {
+    if (this.innerIsArray) return version.maxEntries;
+    let count = 0;
+    for (let key = version.map.nextKey(null); key; key = version.map.nextKey(key)) count++;
+    return count;
   }
 
   /** A page of an inner map's entries, read from the kernel. */

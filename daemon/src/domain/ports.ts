@@ -46,12 +46,28 @@ export interface ProgramDefinition {
   type: string;
 }
 
-/** An attachment. Closing it detaches the program (links are not pinned yet). */
+/** What the kernel says of a link. */
+export interface LinkInfo {
+  /** the kernel's bpf_link id */
+  id: number;
+  /** the kernel's id of the attached program (0 once detached) */
+  programId: number;
+  /** 'xdp', 'tcx', 'perf_event', 'raw_tracepoint', ... */
+  type: string;
+  /** xdp and tcx: the interface (0 once the interface is gone) */
+  ifindex: number | null;
+}
+
+/**
+ * An attachment. Closing it detaches the program unless the link is pinned:
+ * a pinned link keeps the program attached after mimd is gone.
+ */
 export interface KernelLink {
   /** the kernel's bpf_link id */
   readonly id: number;
-  /** the kernel's id of the attached program */
-  readonly programId: number;
+  /** Read from the kernel each time: an update changes the program. */
+  info(): LinkInfo;
+  pin(path: string): void;
   /** Idempotent. */
   close(): void;
 }
@@ -72,6 +88,8 @@ export interface KernelMap {
   delete(key: Buffer): Promise<boolean>;
   /** the key after `key` (the first for null); null at the end */
   nextKey(key: Buffer | null): Buffer | null;
+  /** What the kernel says the map is (type, sizes, max entries, flags). */
+  definition(): MapShape;
   /** Writes keys and values packed back to back, in batches where the map type allows. */
   writeEntries(keys: Buffer, values: Buffer): Promise<void>;
   pin(path: string): void;
@@ -87,13 +105,17 @@ export interface KernelOuterMap extends KernelMap {
   innerId(key: Buffer): number | null;
 }
 
-/** What an inner map is made from: the template, with maxEntries possibly changed. */
-export interface MapSpec {
+/** The shape of a map as the kernel compares it. */
+export interface MapShape {
   type: string;
   keySize: number;
   valueSize: number;
   maxEntries: number;
   flags: string[];
+}
+
+/** What an inner map is made from: the template, with maxEntries possibly changed. */
+export interface MapSpec extends MapShape {
   /** kernel object name, at most 15 characters */
   name?: string;
 }
@@ -106,9 +128,15 @@ export interface KernelObject {
   btf(): BtfTable | null;
   /** A new owned handle on a loaded map-in-map map. */
   outerMap(name: string): KernelOuterMap;
+  /** Before load: use this map (a pinned outer map) instead of creating one. */
+  reuseMap(name: string, map: KernelMap): void;
+  /** Before load: libbpf neither pins nor reuses by pin this map; mimd does. */
+  clearPinPath(name: string): void;
   /** Creates the maps and verifies and loads the programs. */
   load(): Promise<void>;
   attach(program: string, target: AttachTarget): KernelLink;
+  /** Puts the program into an existing link in one step (bpf_link_update). */
+  updateLink(program: string, link: KernelLink): void;
   /** Idempotent. Unloads what no link, pin or slot still holds. */
   close(): void;
 }
@@ -126,6 +154,10 @@ export interface ObjectLoader {
   openObject(path: string, options: OpenObjectOptions): KernelObject;
   /** ifindex of a network interface; throws an error naming the interface if there is none. */
   interfaceIndex(name: string): number;
+  /** A pinned outer map. */
+  openPinnedOuterMap(path: string): KernelOuterMap;
+  /** A pinned link. */
+  openPinnedLink(path: string): KernelLink;
 }
 
 /** What the slot service needs: inner maps and their pins. */
@@ -142,6 +174,12 @@ export interface MapStore {
   removePinTree(path: string): void;
   /** True when something is pinned (or a directory exists) at path. */
   pinExists(path: string): boolean;
+  /** A pinned map (a version mimd pinned in an earlier run). */
+  openPinnedMap(path: string): KernelMap;
+  /** Names in a pin directory (empty when it does not exist), with whether each is a directory. */
+  listPins(path: string): { name: string; directory: boolean }[];
+  /** Moves a pin, replacing what is at `to` (rename(2) on bpffs). */
+  renamePin(from: string, to: string): void;
 }
 
 export interface KernelPort extends ObjectLoader, MapStore {}

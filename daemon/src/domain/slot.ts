@@ -3,7 +3,11 @@
 // returns to); the kernel calls are made by the service.
 import type { KernelMap } from './ports';
 import type { EntryJson, Labels, VersionState, VersionView } from './slots-api';
+import type { PendingChange, SlotRecord, VersionRecord } from './state';
 import { SerialQueue } from './serial';
+
+/** Activations remembered per slot: rollback needs only the recent end. */
+const HISTORY_KEPT = 64;
 
 /** One inner map built for one slot. */
 export interface Version {
@@ -26,8 +30,10 @@ export class Slot {
   lastVersion = 0;
   /** the inner map id mimd last put into the slot (null: mimd emptied it or never filled it) */
   installedMapId: number | null = null;
-  /** version numbers in the order they were made active */
-  private readonly history: number[] = [];
+  /** version numbers in the order they were made active (the recent end) */
+  readonly history: number[] = [];
+  /** a change started and not yet recorded as done (see state.ts) */
+  pending: PendingChange | null = null;
   /** writes to one slot run one at a time */
   readonly writes = new SerialQueue();
 
@@ -51,6 +57,7 @@ export class Slot {
     this.installedMapId = version.mapId;
     version.activatedAt = at;
     this.history.push(version.number);
+    if (this.history.length > HISTORY_KEPT) this.history.splice(0, this.history.length - HISTORY_KEPT);
   }
 
   /** Records that the slot was emptied; its versions stay for rollback. */
@@ -99,6 +106,31 @@ export class Slot {
       activatedAt: version.activatedAt?.toISOString() ?? null,
       labels: { ...version.labels },
       pinPath: version.pinPath,
+    };
+  }
+
+  /** What survives a restart; `without` leaves out versions about to be released. */
+  record(without: readonly Version[] = []): SlotRecord {
+    const versions: VersionRecord[] = [...this.versions.values()]
+      .filter((v) => !without.includes(v))
+      .sort((a, b) => a.number - b.number)
+      .map((v) => ({
+        number: v.number,
+        mapId: v.mapId,
+        maxEntries: v.maxEntries,
+        entryCount: v.entryCount,
+        createdAt: v.createdAt.toISOString(),
+        activatedAt: v.activatedAt?.toISOString() ?? null,
+        labels: { ...v.labels },
+      }));
+    return {
+      key: this.key.toString('hex'),
+      lastVersion: this.lastVersion,
+      active: this.active,
+      installedMapId: this.installedMapId,
+      history: [...this.history],
+      versions,
+      pending: this.pending,
     };
   }
 

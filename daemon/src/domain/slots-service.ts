@@ -3,9 +3,16 @@
 // update goes through the one SwapQueue. After any error nothing has changed:
 // versions are built (and removed again on failure) before the slot is
 // touched, and version numbers are taken only when the write succeeds.
+//
+// Every change is recorded (state.ts) so that a restart carries on: a change
+// to a slot is written as pending before the kernel is touched and as done
+// after, and restore() settles what a crash left pending by asking the kernel
+// what is in the slot.
 import * as path from 'node:path';
 import type { Logger } from 'pino';
 import type { InnerMapDefinition, KernelOuterMap, MapStore } from './ports';
+import type { PendingChange, StateStore } from './state';
+import { restoreOuterMap, type RestoreSummary } from './restore';
 import type {
   ClearResult,
   EntryPage,
@@ -35,6 +42,7 @@ import {
   NotFoundError,
   OuterMapFullError,
   PreconditionFailedError,
+  StateWriteError,
   templateViolation,
 } from './errors';
 
@@ -55,6 +63,13 @@ export interface ManagedMapSource {
   codec: MapCodecConfig | undefined;
   /** where those settings are in the configuration: objects[0].maps.policy */
   field: string;
+  /** where the outer map is pinned */
+  pinPath: string | null;
+  /**
+   * The pinned outer map this one replaces (its inner template changed): its
+   * slots are carried over by restore() where their inner maps fit.
+   */
+  replacing: KernelOuterMap | null;
 }
 
 export interface SlotsServiceOptions {
@@ -64,39 +79,54 @@ export interface SlotsServiceOptions {
   /** versions kept besides the active one */
   retain: number;
   pinRoot: string;
+  state: StateStore;
   logger: Logger;
   /** whether the host is up (objects loaded, programs attached) */
   ready: () => boolean;
+  /**
+   * Test seam for crash tests: the first time a change reaches this point
+   * (build:created, build:filled, build:pinned, swap:intent, swap:applied,
+   * swap:recorded, clear:intent, clear:applied) it logs and never goes on.
+   */
+  pauseAt?: string | undefined;
 }
+
+
 
 export class SlotsService implements SlotsApi {
   private readonly maps = new Map<string, OuterMap>();
+  private readonly replacing = new Map<OuterMap, KernelOuterMap>();
   private readonly log: Logger;
   private closed = false;
+  private paused = false;
 
   constructor(private readonly options: SlotsServiceOptions) {
     this.log = options.logger;
+    const checkpoint = (point: string): Promise<void> => this.checkpoint(point);
     for (const source of options.maps) {
       const pinDir = path.posix.join(this.slotsPinRoot(source.object), source.name);
-      this.maps.set(
-        `${source.object}/${source.name}`,
-        new OuterMap({ ...source, template: source.inner, kernel: options.kernel, pinDir, codecs: mapCodecs(source) }),
-      );
+      const outer = new OuterMap({ ...source, template: source.inner, kernel: options.kernel, pinDir, codecs: mapCodecs(source), checkpoint });
+      this.maps.set(`${source.object}/${source.name}`, outer);
+      if (source.replacing) this.replacing.set(outer, source.replacing);
     }
   }
 
   /**
-   * Removes version pins a previous run left behind. Until mimd restores its
-   * state across restarts, versions do not outlive the daemon.
+   * Carries on from what an earlier run left: every slot's versions from
+   * their pins and records, settled against what the kernel holds (see
+   * restore.ts). Call once, before the programs are attached or updated.
    */
-  removeStalePins(): void {
-    for (const object of new Set(this.options.maps.map((m) => m.object))) {
-      const dir = this.slotsPinRoot(object);
-      if (this.options.kernel.pinExists(dir)) {
-        this.log.warn({ dir }, 'removing version pins left by a previous run');
-        this.options.kernel.removePinTree(dir);
-      }
+  async restore(): Promise<RestoreSummary> {
+    const total: RestoreSummary = { slots: 0, versions: 0, drifted: 0, repaired: 0, carriedOver: 0, dropped: 0 };
+    for (const outer of this.maps.values()) {
+      const summary = await restoreOuterMap(
+        { kernel: this.options.kernel, state: this.options.state, retain: this.options.retain, log: this.log },
+        outer,
+        this.replacing.get(outer) ?? null,
+      );
+      for (const k of Object.keys(total) as (keyof RestoreSummary)[]) total[k] += summary[k];
     }
+    return total;
   }
 
   private slotsPinRoot(object: string): string {
@@ -164,7 +194,7 @@ export class SlotsService implements SlotsApi {
       this.checkExpectation(outer, slot, expect);
       const version = await this.buildNext(outer, slot, content);
       try {
-        return await this.swapIn(outer, slot, version);
+        return await this.swapIn(outer, slot, version, true);
       } catch (err) {
         outer.discard(version);
         throw err;
@@ -179,8 +209,18 @@ export class SlotsService implements SlotsApi {
     const slot = outer.slot(key);
     return slot.writes.run(async () => {
       const version = await this.buildNext(outer, slot, content);
+      const lastVersion = slot.lastVersion;
       this.keep(slot, version);
-      this.prune(outer, slot);
+      const released = slot.beyondRetention(this.options.retain);
+      try {
+        await this.save(outer, slot, released);
+      } catch (err) {
+        slot.forget(version);
+        slot.lastVersion = lastVersion;
+        outer.discard(version);
+        throw err;
+      }
+      this.release(outer, slot, released);
       this.log.info({ map: outer.ref, slot: slot.keyJson, version: version.number, mapId: version.mapId, entries: version.entryCount }, 'staged version');
       return slot.view(version);
     });
@@ -190,7 +230,7 @@ export class SlotsService implements SlotsApi {
     const { outer, slot } = this.existingSlot(object, map, slotParam);
     return slot.writes.run(async () => {
       this.checkExpectation(outer, slot, expect);
-      return this.swapIn(outer, slot, this.versionOf(outer, slot, number));
+      return this.swapIn(outer, slot, this.versionOf(outer, slot, number), false);
     });
   }
 
@@ -202,7 +242,7 @@ export class SlotsService implements SlotsApi {
       if (!target) {
         throw mimdError(NoRollbackTargetError, `${outer.ref} slot ${slotParam}: no earlier active version is retained to roll back to`);
       }
-      return this.swapIn(outer, slot, target);
+      return this.swapIn(outer, slot, target, false);
     });
   }
 
@@ -236,27 +276,34 @@ export class SlotsService implements SlotsApi {
       this.checkExpectation(outer, slot, expect);
       const previousVersion = slot.active;
       if (outer.handle.innerId(slot.key) !== null) {
+        await this.begin(outer, slot, { op: 'clear' });
+        await this.checkpoint('clear:intent');
         try {
           await this.options.swaps.clear(outer.handle, slot.key);
         } catch (err) {
+          await this.abandon(outer, slot);
           throw this.swapError(err, outer, slot);
         }
+        await this.checkpoint('clear:applied');
       }
       slot.markEmpty();
+      await this.finish(outer, slot);
       this.log.info({ map: outer.ref, slot: slot.keyJson, previousVersion }, 'emptied slot');
       return { slot: slot.keyJson, previousVersion };
     });
   }
 
-  /** Unpins and closes every version, closes the outer maps. Idempotent. */
+  /**
+   * Closes every handle. The pins stay, and with them every version and what
+   * is in every slot: a restart carries on from them (the host removes them
+   * when mimd is told to remove what it owns).
+   */
   close(): void {
     if (this.closed) return;
     this.closed = true;
     for (const outer of this.maps.values()) outer.close();
-    for (const object of new Set(this.options.maps.map((m) => m.object))) {
-      this.options.kernel.removePinTree(this.slotsPinRoot(object));
-      this.options.kernel.removeEmptyPinDir(path.posix.dirname(this.slotsPinRoot(object)));
-    }
+    for (const replaced of this.replacing.values()) replaced.close();
+    this.replacing.clear();
   }
 
   // ---- the steps -----------------------------------------------------------
@@ -271,22 +318,47 @@ export class SlotsService implements SlotsApi {
     slot.lastVersion = Math.max(slot.lastVersion, version.number);
   }
 
-  /** Puts `version` into the slot through the swap queue, then updates the records. */
-  private async swapIn(outer: OuterMap, slot: Slot, version: Version): Promise<SwapResult> {
+  /**
+   * Puts `version` into the slot through the swap queue, then updates the
+   * records. `fresh`: the version was built for this swap (PUT) and is
+   * forgotten again if the swap does not happen.
+   */
+  private async swapIn(outer: OuterMap, slot: Slot, version: Version, fresh: boolean): Promise<SwapResult> {
     const previousVersion = slot.active;
     const before = outer.handle.innerId(slot.key);
     let swapMs = 0;
     // Already in the slot as mimd installed it: nothing to swap.
     if (!(previousVersion === version.number && before === version.mapId)) {
+      const lastVersion = slot.lastVersion;
+      if (fresh) this.keep(slot, version);
+      const undo = (): void => {
+        if (fresh) {
+          slot.forget(version);
+          slot.lastVersion = lastVersion;
+        }
+      };
+      try {
+        await this.begin(outer, slot, { op: 'activate', version: version.number, discardOnAbort: fresh });
+      } catch (err) {
+        undo();
+        throw err;
+      }
+      await this.checkpoint('swap:intent');
       try {
         ({ swapMs } = await this.options.swaps.set(outer.handle, slot.key, version.map));
       } catch (err) {
+        undo();
+        await this.abandon(outer, slot);
         throw this.swapError(err, outer, slot);
       }
+      await this.checkpoint('swap:applied');
     }
     this.keep(slot, version);
     slot.markActive(version, new Date());
-    this.prune(outer, slot);
+    const released = slot.beyondRetention(this.options.retain);
+    await this.finish(outer, slot, released);
+    await this.checkpoint('swap:recorded');
+    this.release(outer, slot, released);
     this.log.info(
       { map: outer.ref, slot: slot.keyJson, version: version.number, previousVersion, mapId: version.mapId, swapMs },
       'swapped slot',
@@ -324,19 +396,22 @@ export class SlotsService implements SlotsApi {
     if (entryCount > version.maxEntries) {
       throw templateViolation('upsert', `${entryCount} entries would exceed the inner map's maxEntries ${version.maxEntries}`);
     }
+    await this.begin(outer, slot, { op: 'patch' });
     try {
       for (const { key, value } of upserts) await map.update(key, value);
       for (const key of deletes) await map.delete(key);
     } catch (err) {
-      await this.restore(map, before, outer, slot);
+      await this.putBack(map, before, outer, slot);
+      await this.abandon(outer, slot);
       throw fromKernel(err, `patching ${outer.ref} slot ${String(slot.keyJson)}`);
     }
     version.entryCount = entryCount;
+    await this.finish(outer, slot);
     this.log.info({ map: outer.ref, slot: slot.keyJson, version: version.number, upserted: upserts.length, deleted: removed.size }, 'patched entries');
     return { slot: slot.keyJson, version: version.number, upserted: upserts.length, deleted: removed.size, entryCount };
   }
 
-  private async restore(map: Version['map'], before: Map<string, Buffer | null>, outer: OuterMap, slot: Slot): Promise<void> {
+  private async putBack(map: Version['map'], before: Map<string, Buffer | null>, outer: OuterMap, slot: Slot): Promise<void> {
     for (const [id, value] of before) {
       const key = Buffer.from(id, 'hex');
       try {
@@ -349,12 +424,65 @@ export class SlotsService implements SlotsApi {
   }
 
   /** Lets go of versions beyond retention: unpinned and closed, freed once no slot holds them. */
-  private prune(outer: OuterMap, slot: Slot): void {
-    for (const version of slot.beyondRetention(this.options.retain)) {
+  private release(outer: OuterMap, slot: Slot, versions: readonly Version[]): void {
+    for (const version of versions) {
       slot.forget(version);
       outer.discard(version);
       this.log.debug({ map: outer.ref, slot: slot.keyJson, version: version.number }, 'released version');
     }
+  }
+
+  // ---- records -------------------------------------------------------------
+
+  /** Records a change as pending before the kernel is touched. A failure leaves everything as it was. */
+  private async begin(outer: OuterMap, slot: Slot, change: PendingChange): Promise<void> {
+    slot.pending = change;
+    try {
+      await this.save(outer, slot);
+    } catch (err) {
+      slot.pending = null;
+      throw err;
+    }
+  }
+
+  /** Records that the pending change is done. The kernel has changed: a failure here is logged, not returned (restore() settles it). */
+  private async finish(outer: OuterMap, slot: Slot, released: readonly Version[] = []): Promise<void> {
+    slot.pending = null;
+    try {
+      await this.save(outer, slot, released);
+    } catch (err) {
+      this.log.error({ err, map: outer.ref, slot: slot.keyJson }, 'cannot record a completed change; a restart settles it from the kernel');
+    }
+  }
+
+  /** Records that the pending change did not happen. */
+  private async abandon(outer: OuterMap, slot: Slot): Promise<void> {
+    slot.pending = null;
+    try {
+      await this.save(outer, slot);
+    } catch (err) {
+      this.log.error({ err, map: outer.ref, slot: slot.keyJson }, 'cannot record an abandoned change; a restart settles it from the kernel');
+    }
+  }
+
+  private async save(outer: OuterMap, slot: Slot, released: readonly Version[] = []): Promise<void> {
+    const record = slot.record(released);
+    try {
+      if (record.versions.length === 0 && record.installedMapId === null && record.pending === null) {
+        await this.options.state.removeSlot(outer.object, outer.name, record.key);
+      } else {
+        await this.options.state.writeSlot(outer.object, outer.name, record);
+      }
+    } catch (err) {
+      throw mimdError(StateWriteError, `cannot record the change of ${outer.ref} slot ${String(slot.keyJson)}: ${(err as Error).message}`, {}, err);
+    }
+  }
+
+  private async checkpoint(point: string): Promise<void> {
+    if (this.options.pauseAt !== point || this.paused) return;
+    this.paused = true;
+    this.log.warn({ point }, 'paused at crash point');
+    await new Promise<never>(() => undefined);
   }
 
   // ---- lookups and checks --------------------------------------------------

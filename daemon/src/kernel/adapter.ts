@@ -7,6 +7,7 @@ import type {
   InnerMapDefinition,
   KernelLink,
   KernelMap,
+  LinkInfo,
   KernelObject,
   KernelOuterMap,
   KernelPort,
@@ -19,7 +20,9 @@ import { BpfObject, type MapDef } from './object';
 import { BpfLink } from './link';
 import { mapFlagNames, mapTypeName } from './constants';
 import { interfaceIndex } from './netdev';
-import { OuterMapAdapter, createMap } from './map-adapter';
+import { MapAdapter, OuterMapAdapter, adoptMap, createMap } from './map-adapter';
+import { BpfMap } from './map';
+import { isMapInMap } from './constants';
 import type { NativeMapDef, NativeProgramDef } from './native';
 
 // enum bpf_prog_type values the domain's attach rules are written against,
@@ -62,14 +65,33 @@ function mapDefinition(def: MapDef): MapDefinition {
 }
 
 class LinkAdapter implements KernelLink {
-  constructor(
-    private readonly link: BpfLink,
-    readonly id: number,
-    readonly programId: number,
-  ) {}
+  readonly id: number;
+
+  constructor(readonly link: BpfLink) {
+    this.id = link.info().id;
+  }
+
+  info(): LinkInfo {
+    const info = this.link.info();
+    return { id: info.id, programId: info.progId, type: info.typeName, ifindex: info.ifindex };
+  }
+
+  pin(path: string): void {
+    this.link.pin(path);
+  }
 
   close(): void {
     this.link.close();
+  }
+}
+
+function adoptLink(link: BpfLink): LinkAdapter {
+  try {
+    return new LinkAdapter(link);
+  } catch (err) {
+    // The link is ours alone until returned: closing an unpinned one detaches the program again.
+    link.close();
+    throw err;
   }
 }
 
@@ -92,26 +114,26 @@ class ObjectAdapter implements KernelObject {
     await this.object.load();
   }
 
+  reuseMap(name: string, map: KernelMap): void {
+    if (!(map instanceof MapAdapter)) throw new TypeError('map: not a map of this kernel layer');
+    this.object.reuseMap(name, map.bpfMap);
+  }
+
+  clearPinPath(name: string): void {
+    this.object.setPinPath(name, null);
+  }
+
+  updateLink(program: string, link: KernelLink): void {
+    if (!(link instanceof LinkAdapter)) throw new TypeError('link: not a link of this kernel layer');
+    this.object.updateLink(program, link.link);
+  }
+
   outerMap(name: string): KernelOuterMap {
-    const map = this.object.map(name);
-    try {
-      return new OuterMapAdapter(map);
-    } catch (err) {
-      map.close();
-      throw err;
-    }
+    return adoptMap(this.object.map(name), OuterMapAdapter);
   }
 
   attach(program: string, target: AttachTarget): KernelLink {
-    const link = this.attachLink(program, target);
-    try {
-      const info = link.info();
-      return new LinkAdapter(link, info.id, info.progId);
-    } catch (err) {
-      // The link is ours alone until returned: closing it detaches the program again.
-      link.close();
-      throw err;
-    }
+    return adoptLink(this.attachLink(program, target));
   }
 
   private attachLink(program: string, target: AttachTarget): BpfLink {
@@ -139,6 +161,38 @@ export class KernelAdapter implements KernelPort {
 
   interfaceIndex(name: string): number {
     return interfaceIndex(name);
+  }
+
+  openPinnedOuterMap(path: string): KernelOuterMap {
+    const map = BpfMap.openPinned(path);
+    if (!isMapInMap(map.type)) {
+      map.close();
+      throw Object.assign(new Error(`${path} is not an outer map (it is a ${mapTypeName(map.type)} map)`), { code: 'EINVAL' });
+    }
+    return adoptMap(map, OuterMapAdapter);
+  }
+
+  openPinnedLink(path: string): KernelLink {
+    return adoptLink(BpfLink.openPinned(path));
+  }
+
+  openPinnedMap(path: string): KernelMap {
+    return adoptMap(BpfMap.openPinned(path), MapAdapter);
+  }
+
+  listPins(path: string): { name: string; directory: boolean }[] {
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(path, { withFileTypes: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
+    return entries.map((e) => ({ name: e.name, directory: e.isDirectory() })).sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  renamePin(from: string, to: string): void {
+    fs.renameSync(from, to);
   }
 
   createMap(spec: MapSpec): Promise<KernelMap> {

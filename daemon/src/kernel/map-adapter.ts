@@ -1,7 +1,7 @@
 // The domain's KernelMap / KernelOuterMap (domain/ports.ts) on a BpfMap.
-import type { KernelMap, KernelOuterMap, MapSpec, UpdateMode } from '../domain/ports';
+import type { KernelMap, KernelOuterMap, MapShape, MapSpec, UpdateMode } from '../domain/ports';
 import { BpfMap } from './map';
-import { MapFlag, MapType, type MapFlagName, type MapTypeName } from './constants';
+import { MapFlag, MapType, mapFlagNames, mapTypeName, type MapFlagName, type MapTypeName } from './constants';
 
 // Types whose kernel implementation has BPF_MAP_UPDATE_BATCH (generic or own);
 // the others (LPM_TRIE, ...) are filled one element at a time.
@@ -30,6 +30,11 @@ export class MapAdapter implements KernelMap {
 
   lookup(key: Buffer): Buffer | null {
     return this.map.lookup(key);
+  }
+
+  definition(): MapShape {
+    const info = this.map.info();
+    return { type: mapTypeName(info.type), keySize: info.keySize, valueSize: info.valueSize, maxEntries: info.maxEntries, flags: mapFlagNames(info.flags) };
   }
 
   update(key: Buffer, value: Buffer, mode: UpdateMode = 'any'): Promise<void> {
@@ -76,6 +81,11 @@ export class MapAdapter implements KernelMap {
   get fd(): number {
     return this.map.fd;
   }
+
+  /** For the object's reuse of a pinned map. */
+  get bpfMap(): BpfMap {
+    return this.map;
+  }
 }
 
 export class OuterMapAdapter extends MapAdapter implements KernelOuterMap {
@@ -103,6 +113,16 @@ export async function createMap(spec: MapSpec): Promise<KernelMap> {
   const map = await BpfMap.create({ type, name: spec.name, keySize: spec.keySize, valueSize: spec.valueSize, maxEntries: spec.maxEntries, flags });
   try {
     return new MapAdapter(map);
+  } catch (err) {
+    map.close();
+    throw err;
+  }
+}
+
+/** Wraps a map this layer owns; closes it if wrapping fails. */
+export function adoptMap<T extends MapAdapter>(map: BpfMap, Kind: new (map: BpfMap) => T): T {
+  try {
+    return new Kind(map);
   } catch (err) {
     map.close();
     throw err;

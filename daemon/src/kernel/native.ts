@@ -146,6 +146,7 @@ export declare class NativeObject {
   /** a new owned handle (dup) on a loaded map */
   map(mapName: string): NativeMap;
   programId(progName: string): number;
+  updateLink(progName: string, linkFd: number): void;
   attachXdp(progName: string, ifindex: number, mode: 'auto' | 'generic' | 'native' | 'offload'): NativeLink;
   attachTc(progName: string, ifindex: number, direction: 'ingress' | 'egress'): NativeLink;
   attachTracepoint(progName: string, category: string, name: string): NativeLink;

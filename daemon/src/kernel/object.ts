@@ -108,6 +108,12 @@ export class BpfObject {
     return this.handle.programId(progName);
   }
 
+  /** Replaces the program of an existing link (bpf_link_update): the hook is never left empty. */
+  updateLink(progName: string, link: BpfLink): void {
+    assertNonEmptyString('progName', progName);
+    this.handle.updateLink(progName, link.fd);
+  }
+
   attachXdp(progName: string, ifindex: number, mode: XdpMode = 'auto'): BpfLink {
     assertNonEmptyString('progName', progName);
     assertUint('ifindex', ifindex);

@@ -1,0 +1,272 @@
+// Restoring an outer map's slots at start, from three sources that a crash or
+// an operator may have left disagreeing:
+//   - the kernel: which inner map is in each slot. Always the truth.
+//   - the version pins under <pinRoot>/<object>/slots/<map>/<slot>/<n>.
+//   - the slot records in the state directory (numbers, labels, history).
+// A version needs both its pin and its record; either alone is garbage from
+// an interrupted build or release and is removed (and logged). A change a
+// crash left pending is finished or abandoned by what the kernel's slot holds.
+// A slot holding something mimd did not install is drift: reported, kept.
+import * as path from 'node:path';
+import type { Logger } from 'pino';
+import type { KernelMap, KernelOuterMap, MapStore } from './ports';
+import type { SlotRecord, StateStore } from './state';
+import type { OuterMap } from './outer-map';
+import type { Slot, Version } from './slot';
+
+export interface RestoreSummary {
+  /** slots with a record or versions after the restore */
+  slots: number;
+  versions: number;
+  /** slots whose kernel content is not what mimd installed */
+  drifted: number;
+  /** pins, records and pending changes settled */
+  repaired: number;
+  /** slots put into a replacing outer map */
+  carriedOver: number;
+  /** slots (or versions) that do not fit a replacing outer map's template */
+  dropped: number;
+}
+
+export interface RestoreContext {
+  kernel: MapStore;
+  state: StateStore;
+  retain: number;
+  log: Logger;
+}
+
+const VERSION_PIN = /^[1-9][0-9]{0,14}$/;
+
+/** Version pins found on bpffs, per slot key (hex). */
+function findPins(ctx: RestoreContext, outer: OuterMap): Map<string, Map<number, string>> {
+  const keyPattern = new RegExp(`^[0-9a-f]{${outer.keySize * 2}}$`);
+  const pins = new Map<string, Map<number, string>>();
+  for (const dir of ctx.kernel.listPins(outer.pinDir)) {
+    const dirPath = path.posix.join(outer.pinDir, dir.name);
+    if (!dir.directory || !keyPattern.test(dir.name)) {
+      ctx.log.warn({ map: outer.ref, path: dirPath }, 'left alone: not a slot directory of mimd');
+      continue;
+    }
+    const versions = new Map<number, string>();
+    for (const pin of ctx.kernel.listPins(dirPath)) {
+      const pinPath = path.posix.join(dirPath, pin.name);
+      if (pin.directory || !VERSION_PIN.test(pin.name)) {
+        ctx.log.warn({ map: outer.ref, path: pinPath }, 'left alone: not a version pin of mimd');
+        continue;
+      }
+      versions.set(Number(pin.name), pinPath);
+    }
+    pins.set(dir.name, versions);
+  }
+  return pins;
+}
+
+export async function restoreOuterMap(ctx: RestoreContext, outer: OuterMap, replacing: KernelOuterMap | null): Promise<RestoreSummary> {
+  const summary: RestoreSummary = { slots: 0, versions: 0, drifted: 0, repaired: 0, carriedOver: 0, dropped: 0 };
+  const records = new Map(ctx.state.readSlots(outer.object, outer.name).map((r) => [r.key, r]));
+  const pins = findPins(ctx, outer);
+  // Where the slots are now: the pinned map being replaced, or the one in use.
+  const current = replacing ?? outer.handle;
+
+  const keys = [...new Set([...records.keys(), ...pins.keys()])].sort();
+  for (const keyHex of keys) {
+    const slot = outer.slot(Buffer.from(keyHex, 'hex'));
+    const changed = restoreSlot(ctx, outer, slot, records.get(keyHex) ?? null, pins.get(keyHex) ?? new Map(), current, summary);
+    let save = changed;
+    if (replacing && (await carryOver(ctx, outer, slot, current, summary))) save = true;
+    const released = slot.beyondRetention(ctx.retain);
+    for (const version of released) {
+      slot.forget(version);
+      outer.discard(version);
+      ctx.log.info({ map: outer.ref, slot: slot.keyJson, version: version.number }, 'released version beyond retention');
+    }
+    if (released.length > 0) save = true;
+    if (save) await saveSlot(ctx, outer, slot);
+    if (!slot.unused) {
+      summary.slots += 1;
+      summary.versions += slot.versions.size;
+      if (current.innerId(slot.key) !== slot.installedMapId && !replacing) summary.drifted += 1;
+    }
+  }
+
+  // Slots filled behind mimd's back, with nothing of mimd's in them.
+  for (const key of outer.occupiedKeys(current)) {
+    if (outer.knownSlot(key)) continue;
+    const slotJson = outer.slotCodec.decode(key);
+    if (replacing) {
+      summary.dropped += 1;
+      ctx.log.warn({ map: outer.ref, slot: slotJson, kernelMapId: current.innerId(key) }, 'slot not carried over: its inner map is not one of mimd\'s versions');
+    } else {
+      summary.drifted += 1;
+      ctx.log.warn({ map: outer.ref, slot: slotJson, kernelMapId: current.innerId(key), installedMapId: null }, 'slot changed behind mimd');
+    }
+  }
+  return summary;
+}
+
+/** Rebuilds one slot from its record and pins; returns whether the record needs rewriting. */
+function restoreSlot(
+  ctx: RestoreContext,
+  outer: OuterMap,
+  slot: Slot,
+  record: SlotRecord | null,
+  pins: Map<number, string>,
+  current: KernelOuterMap,
+  summary: RestoreSummary,
+): boolean {
+  let changed = false;
+  const where = { map: outer.ref, slot: slot.keyJson };
+  if (record) {
+    slot.lastVersion = record.lastVersion;
+    slot.active = record.active;
+    slot.installedMapId = record.installedMapId;
+    slot.history.push(...record.history);
+    slot.pending = record.pending;
+  }
+  for (const versionRecord of record?.versions ?? []) {
+    const pinPath = pins.get(versionRecord.number);
+    pins.delete(versionRecord.number);
+    let map: KernelMap | null = null;
+    if (pinPath !== undefined) {
+      try {
+        map = ctx.kernel.openPinnedMap(pinPath);
+      } catch (err) {
+        ctx.log.warn({ ...where, version: versionRecord.number, err }, 'cannot open a version pin');
+      }
+    }
+    if (!map || pinPath === undefined) {
+      ctx.log.warn({ ...where, version: versionRecord.number }, 'forgot a recorded version whose pin is gone');
+      summary.repaired += 1;
+      changed = true;
+      if (slot.active === versionRecord.number) slot.active = null;
+      continue;
+    }
+    if (map.id !== versionRecord.mapId) {
+      ctx.log.warn({ ...where, version: versionRecord.number, recordedMapId: versionRecord.mapId, mapId: map.id }, 'a version pin holds another map than recorded; the pin is kept');
+      if (slot.installedMapId === versionRecord.mapId && slot.active === versionRecord.number) slot.installedMapId = map.id;
+      summary.repaired += 1;
+      changed = true;
+    }
+    slot.versions.set(versionRecord.number, outer.adopt(slot, versionRecord, map, pinPath));
+  }
+  // Pins without a record: built, never recorded (a crash before the record), never reported.
+  for (const [number, pinPath] of pins) {
+    ctx.kernel.unpin(pinPath);
+    ctx.log.warn({ ...where, version: number, path: pinPath }, 'removed a version pin with no record');
+    summary.repaired += 1;
+  }
+  if (pins.size > 0) ctx.kernel.removeEmptyPinDir(outer.slotPinDir(slot));
+
+  const inSlot = current.innerId(slot.key);
+  if (slot.pending) {
+    settlePending(ctx, outer, slot, inSlot);
+    summary.repaired += 1;
+    changed = true;
+  }
+  if (inSlot !== slot.installedMapId) {
+    const version = [...slot.versions.values()].find((v) => v.mapId === inSlot);
+    if (version) {
+      // mimd put it there and a crash kept it from recording that.
+      slot.markActive(version, new Date());
+      ctx.log.warn({ ...where, version: version.number, mapId: inSlot }, 'recorded a completed swap');
+      summary.repaired += 1;
+      changed = true;
+    } else {
+      ctx.log.warn({ ...where, kernelMapId: inSlot, installedMapId: slot.installedMapId }, 'slot changed behind mimd');
+    }
+  }
+  return changed;
+}
+
+/** Finishes or abandons the change a crash interrupted, by what the kernel's slot holds. */
+function settlePending(ctx: RestoreContext, outer: OuterMap, slot: Slot, inSlot: number | null): void {
+  const pending = slot.pending;
+  slot.pending = null;
+  if (!pending) return;
+  const where = { map: outer.ref, slot: slot.keyJson, op: pending.op };
+  switch (pending.op) {
+    case 'activate': {
+      const version = slot.versions.get(pending.version);
+      if (version && inSlot === version.mapId) {
+        slot.markActive(version, new Date());
+        ctx.log.warn({ ...where, version: version.number }, 'finished a swap a crash interrupted');
+        return;
+      }
+      ctx.log.warn({ ...where, version: pending.version }, 'abandoned a swap a crash interrupted before the kernel had it');
+      if (pending.discardOnAbort && version) {
+        // Built for that swap and never reported: as if the request never came.
+        slot.forget(version);
+        outer.discard(version);
+        if (slot.lastVersion === version.number) slot.lastVersion -= 1;
+      }
+      return;
+    }
+    case 'clear':
+      if (inSlot === null) {
+        slot.markEmpty();
+        ctx.log.warn(where, 'finished emptying a slot a crash interrupted');
+      } else {
+        ctx.log.warn(where, 'abandoned emptying a slot a crash interrupted before the kernel had it');
+      }
+      return;
+    case 'patch': {
+      const version = slot.activeVersion();
+      if (version) {
+        version.entryCount = outer.countEntries(version);
+        ctx.log.warn({ ...where, version: version.number, entries: version.entryCount }, 'recounted the entries of a version a crash interrupted a patch of');
+      }
+      return;
+    }
+  }
+}
+
+/**
+ * The outer map was replaced (its inner template changed): puts the slot's
+ * inner map into the new outer map if it fits the new template; versions that
+ * do not fit can never be activated again and are released.
+ */
+async function carryOver(ctx: RestoreContext, outer: OuterMap, slot: Slot, old: KernelOuterMap, summary: RestoreSummary): Promise<boolean> {
+  const where = { map: outer.ref, slot: slot.keyJson };
+  let changed = false;
+  const misfits: Version[] = [];
+  for (const version of slot.versions.values()) {
+    const misfit = outer.misfit(version.map);
+    if (misfit) misfits.push(version);
+  }
+  const inSlot = old.innerId(slot.key);
+  const active = [...slot.versions.values()].find((v) => v.mapId === inSlot) ?? null;
+  if (active && !misfits.includes(active)) {
+    await outer.handle.setInner(slot.key, active.map);
+    if (slot.installedMapId !== active.mapId || slot.active !== active.number) slot.markActive(active, new Date());
+    summary.carriedOver += 1;
+    ctx.log.info({ ...where, version: active.number, mapId: active.mapId }, 'carried slot over to the new outer map');
+  } else if (inSlot !== null) {
+    const misfit = active ? outer.misfit(active.map) : null;
+    ctx.log.warn(
+      { ...where, kernelMapId: inSlot, ...(misfit ? { field: `innerTemplate.${misfit.field}`, found: misfit.found, wanted: misfit.wanted } : {}) },
+      active ? 'slot does not fit the new inner template' : "slot not carried over: its inner map is not one of mimd's versions",
+    );
+    summary.dropped += 1;
+    slot.markEmpty();
+    changed = true;
+  } else if (slot.installedMapId !== null) {
+    slot.markEmpty();
+    changed = true;
+  }
+  for (const version of misfits) {
+    slot.forget(version);
+    outer.discard(version);
+    ctx.log.warn({ ...where, version: version.number }, 'released a version that does not fit the new inner template');
+    changed = true;
+  }
+  return changed;
+}
+
+async function saveSlot(ctx: RestoreContext, outer: OuterMap, slot: Slot): Promise<void> {
+  const record = slot.record();
+  if (record.versions.length === 0 && record.installedMapId === null && record.pending === null) {
+    await ctx.state.removeSlot(outer.object, outer.name, record.key);
+  } else {
+    await ctx.state.writeSlot(outer.object, outer.name, record);
+  }
+}
