@@ -6,6 +6,7 @@
 #   docker run -d --name mimd \
 #     --privileged \
 #     -v /sys/fs/bpf:/sys/fs/bpf \
+#     -v /var/lib/mimd:/var/lib/mimd \
 #     --network host \
 #     mimd [--config /etc/mimd/override.yaml]
 #
@@ -15,6 +16,9 @@
 #   --privileged; add --security-opt seccomp=unconfined if it does.)
 # - -v /sys/fs/bpf:/sys/fs/bpf: pins land on the host's bpffs, so maps and links
 #   outlive the container and a restarted mimd finds them.
+# - -v /var/lib/mimd:/var/lib/mimd: the state directory (inner templates,
+#   version numbers, labels) must outlive the container with the pins, or the
+#   next start refuses the pinned outer maps it has no record of.
 # - --network host: XDP attaches to interfaces of the network namespace mimd
 #   runs in; to filter the host's traffic that must be the host's.
 # An override file goes in with -v /path/override.yaml:/etc/mimd/override.yaml:ro

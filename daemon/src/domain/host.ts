@@ -491,8 +491,11 @@ export class HostService {
     const name = entry.config.name;
     const defs = entry.handle.maps().filter((m) => m.inner !== null);
     // Leftovers of a replacement a crash interrupted before the rename.
+    const names = new Set(entry.handle.maps().map((m) => m.name));
     for (const pin of kernel.listPins(path.posix.join(entry.pinDir, 'maps'))) {
-      if (pin.name.startsWith(NEW_PIN_PREFIX)) kernel.unpin(path.posix.join(entry.pinDir, 'maps', pin.name));
+      const pinPath = path.posix.join(entry.pinDir, 'maps', pin.name);
+      if (pin.name.startsWith(NEW_PIN_PREFIX)) kernel.unpin(pinPath);
+      else if (!names.has(pin.name)) this.log.warn({ object: name, pinPath }, 'left in place: a pinned map the object no longer declares (mimd purge removes it)');
     }
     for (const def of defs) {
       const pinPath = this.outerPinPath(entry, def.name);

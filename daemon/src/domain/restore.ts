@@ -235,11 +235,24 @@ async function carryOver(ctx: RestoreContext, outer: OuterMap, slot: Slot, old: 
   }
   const inSlot = old.innerId(slot.key);
   const active = [...slot.versions.values()].find((v) => v.mapId === inSlot) ?? null;
+  let refused: unknown = null;
   if (active && !misfits.includes(active)) {
-    await outer.handle.setInner(slot.key, active.map);
+    try {
+      await outer.handle.setInner(slot.key, active.map);
+    } catch (err) {
+      // e.g. the new outer map has fewer slots
+      refused = err;
+    }
+  }
+  if (active && !misfits.includes(active) && refused === null) {
     if (slot.installedMapId !== active.mapId || slot.active !== active.number) slot.markActive(active, new Date());
     summary.carriedOver += 1;
     ctx.log.info({ ...where, version: active.number, mapId: active.mapId }, 'carried slot over to the new outer map');
+  } else if (refused !== null) {
+    ctx.log.warn({ ...where, kernelMapId: inSlot, err: (refused as Error).message }, 'slot not carried over: the new outer map refused it');
+    summary.dropped += 1;
+    slot.markEmpty();
+    changed = true;
   } else if (inSlot !== null) {
     const misfit = active ? outer.misfit(active.map) : null;
     ctx.log.warn(
