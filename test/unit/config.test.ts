@@ -37,7 +37,8 @@ function configError(fn: () => unknown): ConfigError {
 }
 
 /** The keys a defaults file must have besides those a test is about. */
-const API_DEFAULTS = 'api:\n  host: 127.0.0.1\n  port: 7373\n  bodyLimit: 1048576\nretain: 3\nswapQueue:\n  capacity: 16\n  concurrency: 1\n';
+const API_DEFAULTS =
+  'stateDir: /var/lib/mimd\nonStop: keep\napi:\n  host: 127.0.0.1\n  port: 7373\n  bodyLimit: 1048576\nretain: 3\nswapQueue:\n  capacity: 16\n  concurrency: 1\n';
 
 const ONE_OBJECT = (attach: string) => `
 objects:
@@ -53,6 +54,8 @@ t.test('the embedded default is valid and harmless: xdp_firewall on lo, generic 
   const config = loadConfig(undefined, { baseDir: dir });
   t.same(config, {
     pinRoot: '/sys/fs/bpf/mimd',
+    stateDir: '/var/lib/mimd',
+    onStop: 'keep',
     log: { level: 'info' },
     objects: [
       {
@@ -60,6 +63,7 @@ t.test('the embedded default is valid and harmless: xdp_firewall on lo, generic 
         path: path.join(dir, 'bpf', 'firewall.bpf.o'),
         attach: [{ program: 'xdp_firewall', type: 'xdp', interface: 'lo', mode: 'generic' }],
         maps: { blocklist: { formats: { key: 'ipv4' } }, policy: { formats: { key: 'cidr' } } },
+        onIncompatiblePin: 'refuse',
       },
     ],
     api: { host: '127.0.0.1', port: 7373, bodyLimit: 16777216 },
@@ -229,12 +233,12 @@ t.test('unknown keys are errors, at any depth', async (t) => {
   const top = load(t, 'pinroot: /sys/fs/bpf/x\n');
   t.equal(
     configError(top.run).message,
-    `config: pinroot: unknown key (allowed here: pinRoot, log, objects, api, retain, swapQueue) (from ${top.file}, line 1)`,
+    `config: pinroot: unknown key (allowed here: pinRoot, stateDir, onStop, log, objects, api, retain, swapQueue) (from ${top.file}, line 1)`,
   );
   const nested = load(t, 'log:\n  level: info\n  pretty: true\n');
   t.equal(configError(nested.run).message, `config: log.pretty: unknown key (allowed here: level) (from ${nested.file}, line 3)`);
   const inObject = load(t, 'objects:\n  - name: fw\n    path: bpf/firewall.bpf.o\n    pin: true\n');
-  t.match(configError(inObject.run).message, /^config: objects\[0\]\.pin: unknown key \(allowed here: name, path, attach, maps\)/);
+  t.match(configError(inObject.run).message, /^config: objects\[0\]\.pin: unknown key \(allowed here: name, path, attach, maps, onIncompatiblePin\)/);
 });
 
 t.test('every bad key is reported at once, one per line', async (t) => {
@@ -340,4 +344,108 @@ ${formats}
   t.match(configError(unknown.run).message, /objects\[0\]\.maps\.policy\.formats.*key.*: expected one of ipv4, ipv6, mac, be16, be32, be64, hex, cidr/);
   const good = load(t, withFormats('          key: cidr\n          value.verdict: hex'));
   t.same(good.run().objects[0]?.maps, { policy: { formats: { key: 'cidr', 'value.verdict': 'hex' } } });
+});
+
+t.test('restart keys: stateDir, onStop and objects[].onIncompatiblePin', async (t) => {
+  const set = load(
+    t,
+    `
+stateDir: /srv/mimd/state
+onStop: remove
+objects:
+  - name: fw
+    path: bpf/firewall.bpf.o
+    onIncompatiblePin: replace
+  - name: other
+    path: bpf/other.bpf.o
+`,
+  ).run();
+  t.equal(set.stateDir, '/srv/mimd/state');
+  t.equal(set.onStop, 'remove');
+  t.equal(set.objects[0]?.onIncompatiblePin, 'replace');
+  t.equal(set.objects[1]?.onIncompatiblePin, 'refuse', 'an object in an override list gets the default: refuse');
+
+  const untouched = load(t, 'log:\n  level: warn\n').run();
+  t.equal(untouched.stateDir, '/var/lib/mimd', 'the default state directory');
+  t.equal(untouched.onStop, 'keep', 'by default stopping keeps programs attached');
+  t.equal(untouched.objects[0]?.onIncompatiblePin, 'refuse');
+});
+
+t.test('bad restart keys name their path and what was expected', async (t) => {
+  const cases: { name: string; yaml: string; message: string; line: number }[] = [
+    {
+      name: 'a relative stateDir',
+      yaml: 'stateDir: var/lib/mimd\n',
+      message: 'stateDir: expected an absolute path, got "var/lib/mimd"',
+      line: 1,
+    },
+    {
+      name: 'an empty stateDir',
+      yaml: 'stateDir: ""\n',
+      message: 'stateDir: expected an absolute path, got ""',
+      line: 1,
+    },
+    {
+      name: 'a stateDir with a NUL byte',
+      yaml: 'stateDir: "/var/lib/\\0mimd"\n',
+      message: 'stateDir: expected an absolute path, got "/var/lib/\\u0000mimd"',
+      line: 1,
+    },
+    {
+      name: 'a stateDir that is not a string',
+      yaml: 'stateDir: [/a, /b]\n',
+      message: 'stateDir: expected an absolute path, got a list',
+      line: 1,
+    },
+    {
+      name: 'an onStop mimd does not know',
+      yaml: 'onStop: detach\n',
+      message: 'onStop: expected one of keep, remove, got "detach"',
+      line: 1,
+    },
+    {
+      name: 'an empty onStop',
+      yaml: 'onStop:\n',
+      message: 'onStop: expected one of keep, remove, got null (an empty value)',
+      line: 1,
+    },
+    {
+      name: 'a boolean onStop',
+      yaml: 'onStop: true\n',
+      message: 'onStop: expected one of keep, remove, got true',
+      line: 1,
+    },
+    {
+      name: 'an onIncompatiblePin mimd does not know',
+      yaml: 'objects:\n  - name: fw\n    path: bpf/firewall.bpf.o\n    onIncompatiblePin: overwrite\n',
+      message: 'objects[0].onIncompatiblePin: expected one of refuse, replace, got "overwrite"',
+      line: 4,
+    },
+    {
+      name: 'an onIncompatiblePin in the wrong case',
+      yaml: 'objects:\n  - name: fw\n    path: bpf/firewall.bpf.o\n  - name: fw2\n    path: bpf/other.bpf.o\n    onIncompatiblePin: Replace\n',
+      message: 'objects[1].onIncompatiblePin: expected one of refuse, replace, got "Replace"',
+      line: 6,
+    },
+  ];
+  for (const c of cases) {
+    const { run, file } = load(t, c.yaml);
+    const err = configError(run);
+    t.equal(err.message, `config: ${c.message} (from ${file}, line ${c.line})`, c.name);
+    t.same(err.problems.length, 1, `${c.name}: one problem`);
+  }
+});
+
+t.test('stateDir and onStop come from the defaults file: one without them is reported against it', async (t) => {
+  const defaults = 'pinRoot: /sys/fs/bpf/mimd\nlog:\n  level: info\nobjects: []\n' + API_DEFAULTS.replace('stateDir: /var/lib/mimd\nonStop: keep\n', '');
+  const dir = root(t, { 'default.yaml': defaults });
+  const defaultFile = path.join(dir, 'default.yaml');
+  const err = configError(() => loadConfig(undefined, { defaultFile, baseDir: dir }));
+  t.same(err.problems, [`stateDir: missing (required) (from ${defaultFile}, line 1)`, `onStop: missing (required) (from ${defaultFile}, line 1)`]);
+
+  // An override may supply them.
+  fs.writeFileSync(path.join(dir, 'o.yaml'), 'stateDir: /tmp/state\nonStop: remove\n');
+  const config = loadConfig(path.join(dir, 'o.yaml'), { defaultFile, baseDir: dir });
+  t.equal(config.stateDir, '/tmp/state');
+  t.equal(config.onStop, 'remove');
 });

@@ -403,9 +403,10 @@ export class HostService {
     const { kernel } = this.options;
     const program = planned.config.program;
     let link: KernelLink | null = null;
+    let pinned: KernelLink | null = null;
     let how = 'attached';
     try {
-      const pinned = this.pinnedLink(entry, planned);
+      pinned = this.pinnedLink(entry, planned);
       if (pinned) {
         try {
           entry.handle.updateLink(program, pinned);
@@ -431,6 +432,8 @@ export class HostService {
       }
     } catch (err) {
       link?.close();
+      if (pinned !== link) pinned?.close();
+      if (link && link !== pinned) kernel.unpin(newPinPath(planned.pinPath));
       throw hostError(
         StartFailedError,
         planned.field,
@@ -492,9 +495,10 @@ export class HostService {
     const defs = entry.handle.maps().filter((m) => m.inner !== null);
     // Leftovers of a replacement a crash interrupted before the rename.
     const names = new Set(entry.handle.maps().map((m) => m.name));
+    const leftovers: string[] = [];
     for (const pin of kernel.listPins(path.posix.join(entry.pinDir, 'maps'))) {
       const pinPath = path.posix.join(entry.pinDir, 'maps', pin.name);
-      if (pin.name.startsWith(NEW_PIN_PREFIX)) kernel.unpin(pinPath);
+      if (pin.name.startsWith(NEW_PIN_PREFIX)) leftovers.push(pinPath);
       else if (!names.has(pin.name)) this.log.warn({ object: name, pinPath }, 'left in place: a pinned map the object no longer declares (mimd purge removes it)');
     }
     for (const def of defs) {
@@ -530,6 +534,8 @@ export class HostService {
       entry.outerPins.push({ name: def.name, path: pinPath, kind: 'replacing', pinned });
       this.log.warn({ object: name, map: def.name, mapId: pinned.id, pinPath, mismatch }, 'replacing incompatible outer map');
     }
+    // Only once nothing is refused: a refused start changes nothing.
+    for (const pinPath of leftovers) kernel.unpin(pinPath);
   }
 
   /** How the pinned outer map differs from the object's definition, or null. */
@@ -562,28 +568,44 @@ export class HostService {
 
   /** After attach: a replacing outer map takes over the pin (rename, so the path is never empty). */
   private pinReplacingOuterMaps(entry: ObjectEntry): void {
-    const { kernel } = this.options;
     for (const outer of entry.outerPins) {
       if (outer.kind !== 'replacing') continue;
-      const next = newPinPath(outer.path);
-      this.pinOuterMap(entry, outer.name, next);
-      kernel.renamePin(next, outer.path);
+      this.pinOuterMap(entry, outer.name, outer.path, true);
       this.log.warn({ object: entry.config.name, map: outer.name, pinPath: outer.path }, 'replaced incompatible outer map');
     }
   }
 
-  private pinOuterMap(entry: ObjectEntry, name: string, pinPath: string): void {
+  /**
+   * Records the outer map's definition, then pins it. The record comes first:
+   * a pin without a record is refused at the next start, a record without its
+   * pin is ignored. `replace`: the map takes over a pin that exists, by a
+   * rename, so the path never lacks a map; if that fails the old record is
+   * put back.
+   */
+  private pinOuterMap(entry: ObjectEntry, name: string, pinPath: string, replace = false): void {
     const { kernel, state } = this.options;
     const def = entry.maps.find((m) => m.name === name);
     const map = entry.handle.outerMap(name);
+    const previous = replace ? state.readOuter(entry.config.name, name) : null;
+    const next = replace ? newPinPath(pinPath) : pinPath;
+    let recorded = false;
     try {
       if (!def?.inner) throw new Error(`${name} is not a map-in-map map`);
       const shape = (d: MapShape): MapShape => ({ type: d.type, keySize: d.keySize, valueSize: d.valueSize, maxEntries: d.maxEntries, flags: [...d.flags] });
-      // Record first: a pin without a record is refused at the next start, a record without its pin is ignored.
       state.writeOuter(entry.config.name, name, { outer: shape(def), innerTemplate: shape(def.inner), mapId: map.id, createdAt: new Date().toISOString() });
+      recorded = true;
       kernel.makePinDir(path.posix.dirname(pinPath));
-      map.pin(pinPath);
+      map.pin(next);
+      if (replace) kernel.renamePin(next, pinPath);
     } catch (err) {
+      if (replace) {
+        try {
+          kernel.unpin(next);
+          if (recorded && previous) state.writeOuter(entry.config.name, name, previous);
+        } catch (undoErr) {
+          this.log.error({ err: undoErr, object: entry.config.name, map: name }, 'cannot undo a failed replacement of an outer map pin');
+        }
+      }
       throw hostError(StartFailedError, entry.field, `${entry.field} (${entry.config.name}): cannot pin outer map ${name} at ${pinPath}: ${message(err)}`, err);
     } finally {
       map.close();
@@ -600,10 +622,14 @@ export class HostService {
         this.log.error({ err, object: entry.config.name, pinPath }, 'cannot remove a pin of the failed start');
       }
     }
-    for (const outer of entry.outerPins.filter((o) => o.kind === 'fresh' && entry.createdPins.includes(o.path))) {
-      if (state.readSlots(entry.config.name, outer.name).length === 0) state.removeMap(entry.config.name, outer.name);
+    try {
+      for (const outer of entry.outerPins.filter((o) => o.kind === 'fresh' && entry.createdPins.includes(o.path))) {
+        if (state.readSlots(entry.config.name, outer.name).length === 0) state.removeMap(entry.config.name, outer.name);
+      }
+      for (const dir of ['links', 'maps', 'slots', '']) kernel.removeEmptyPinDir(path.posix.join(entry.pinDir, dir));
+    } catch (err) {
+      this.log.error({ err, object: entry.config.name }, 'cannot remove the records of the failed start');
     }
-    for (const dir of ['links', 'maps', 'slots', '']) kernel.removeEmptyPinDir(path.posix.join(entry.pinDir, dir));
     entry.createdPins = [];
   }
 

@@ -78,7 +78,9 @@ export class FileStateStore implements StateStore {
   constructor(readonly dir: string) {}
 
   readOuter(object: string, map: string): OuterMapRecord | null {
-    return this.read(path.join(this.mapDir(object, map), OUTER_FILE), OuterRecordSchema);
+    const dir = this.mapDir(object, map);
+    removeTemporaries(dir);
+    return this.read(path.join(dir, OUTER_FILE), OuterRecordSchema);
   }
 
   writeOuter(object: string, map: string, record: OuterMapRecord): void {
@@ -193,6 +195,17 @@ export class FileStateStore implements StateStore {
     if (first) throw new StateFileError(file, `${first.path || '/'}: ${first.message}`);
     return value as Static<S>;
   }
+}
+
+/** Temporaries of writes a crash interrupted: the record they were for is whole. */
+function removeTemporaries(dir: string): void {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) if (name.includes('.tmp-')) fs.rmSync(path.join(dir, name), { force: true });
 }
 
 async function syncDirectory(dir: string): Promise<void> {
