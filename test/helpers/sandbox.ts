@@ -1,9 +1,14 @@
 // Per-test kernel resources with guaranteed cleanup: a unique pin directory on
-// bpffs, veth pairs, network namespaces. Everything made here is removed in
-// t.teardown, also when the test fails.
-import { execFileSync } from 'node:child_process';
+// bpffs, a state directory, veth pairs, network namespaces, and UDP traffic
+// through them. Everything made here is removed in t.teardown, also when the
+// test fails.
+import { execFileSync, spawn } from 'node:child_process';
+import * as dgram from 'node:dgram';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
 import { randomBytes } from 'node:crypto';
 
 export const REPO = path.resolve(__dirname, '..', '..');
@@ -154,4 +159,170 @@ export function sendUdpFromNetns(netns: string, to: string, count = 5): void {
 export function xdpProgId(ifname: string): number | null {
   const [link] = JSON.parse(ip('-d', '-j', 'link', 'show', ifname)) as { xdp?: { prog?: { id: number } } }[];
   return link?.xdp?.prog?.id ?? null;
+}
+
+/**
+ * A fresh directory for mimd's state files (`stateDir`), outside bpffs,
+ * removed with everything in it in teardown, also on failure. Tests always
+ * set their own: mimd's default (/var/lib/mimd) is the host's.
+ */
+export function stateDir(t: Teardown): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mimd-state-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/**
+ * A second source address on the peer end of `link`: a /32 from TEST-NET-2
+ * (198.51.100.0/24), with a route back to it through the host end so the
+ * host's stack takes its datagrams (and answers its ARP) like the peer's own
+ * address. Both go away with the veth pair and the namespace.
+ */
+export function peerSource(link: NetnsLink): string {
+  const address = `198.51.100.${link.peerAddress.split('.')[3]}`;
+  ip('-n', link.netns, 'addr', 'add', `${address}/32`, 'dev', link.peer);
+  ip('route', 'add', `${address}/32`, 'dev', link.host);
+  return address;
+}
+
+export interface UdpSink {
+  address: string;
+  port: number;
+  /** datagrams received from `from` whose payload starts with "<tag>:" */
+  count(tag: string, from: string): number;
+  /** every datagram received from `from`, whatever its tag */
+  total(from: string): number;
+}
+
+/** A UDP socket on `address` (the host end), counting datagrams per source address and tag. */
+export async function udpSink(t: Teardown, address: string): Promise<UdpSink> {
+  const socket = dgram.createSocket('udp4');
+  const counts = new Map<string, number>();
+  const totals = new Map<string, number>();
+  socket.on('message', (msg, rinfo) => {
+    const tag = msg.toString('utf8').split(':')[0] ?? '';
+    const id = `${rinfo.address} ${tag}`;
+    counts.set(id, (counts.get(id) ?? 0) + 1);
+    totals.set(rinfo.address, (totals.get(rinfo.address) ?? 0) + 1);
+  });
+  await new Promise<void>((resolve, reject) => {
+    socket.once('error', reject);
+    socket.bind(0, address, () => resolve());
+  });
+  // Room for a few thousand datagrams while this process is busy elsewhere
+  // (a synchronous bpftool call), so none is lost to a full buffer.
+  socket.setRecvBufferSize(4 << 20);
+  t.teardown(() => {
+    socket.close();
+  });
+  return {
+    address,
+    port: socket.address().port,
+    count: (tag, from) => counts.get(`${from} ${tag}`) ?? 0,
+    total: (from) => totals.get(from) ?? 0,
+  };
+}
+
+export interface NetnsSender {
+  /** Sends `count` datagrams "<tag>:<i>" from `from`; resolves once the namespace's kernel took all of them. */
+  send(tag: string, count: number, from: string): Promise<void>;
+  /** Starts sending "<tag>:<i>" from `from`, one every `intervalMs`, until stop(tag); resolves once the first is sent. */
+  stream(tag: string, from: string, intervalMs: number): Promise<void>;
+  /** Stops a stream; resolves with how many datagrams it sent. */
+  stop(tag: string): Promise<number>;
+}
+
+/**
+ * One node process inside the namespace that sends UDP datagrams to
+ * `to`:`port` on request, from any of the peer's addresses (a socket bound
+ * to each): starting a process per probe would cost more than the probes.
+ */
+export async function netnsSender(t: Teardown, netns: string, to: string, port: number): Promise<NetnsSender> {
+  const script = `
+    const dgram = require('node:dgram');
+    const sockets = new Map();
+    const fail = (err) => { console.error(err.message); process.exit(1); };
+    const socketFrom = (from, then) => {
+      const known = sockets.get(from);
+      if (known) return then(known);
+      const s = dgram.createSocket('udp4');
+      s.on('error', fail);
+      s.bind({ address: from, port: 0 }, () => { sockets.set(from, s); then(s); });
+    };
+    const streams = new Map();
+    const say = (line) => process.stdout.write(line + '\\n');
+    require('node:readline').createInterface({ input: process.stdin }).on('line', (line) => {
+      const [cmd, tag, a, b] = line.split(' ');
+      if (cmd === 'send') {
+        socketFrom(b, (s) => {
+          let i = 0;
+          const next = (err) => {
+            if (err) fail(err);
+            if (i === Number(a)) return say('sent ' + tag);
+            s.send(tag + ':' + i++, ${port}, ${JSON.stringify(to)}, next);
+          };
+          next();
+        });
+      } else if (cmd === 'stream') {
+        socketFrom(a, (s) => {
+          const stream = { sent: 0, timer: null };
+          streams.set(tag, stream);
+          const one = () => s.send(tag + ':' + stream.sent, ${port}, ${JSON.stringify(to)}, (err) => {
+            if (err) fail(err);
+            stream.sent += 1;
+            if (stream.sent === 1) say('streaming ' + tag);
+          });
+          one();
+          stream.timer = setInterval(one, Number(b));
+        });
+      } else if (cmd === 'stop') {
+        const stream = streams.get(tag);
+        clearInterval(stream.timer);
+        // sends already handed to dgram finish first: their callbacks run before this one
+        setImmediate(() => setTimeout(() => say('stopped ' + tag + ' ' + stream.sent), 20));
+      }
+    }).on('close', () => { for (const s of sockets.values()) s.close(); for (const st of streams.values()) clearInterval(st.timer); });
+    say('ready');`;
+  const child = spawn('ip', ['netns', 'exec', netns, process.execPath, '-e', script], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const exited = once(child, 'exit');
+  t.teardown(async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.stdin.end();
+      const timer = setTimeout(() => child.kill('SIGKILL'), 2_000);
+      await exited;
+      clearTimeout(timer);
+    }
+  });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const waiting = new Map<string, (rest: string) => void>();
+  createInterface({ input: child.stdout }).on('line', (line) => {
+    const [word = '', tag = '', ...rest] = line.split(' ');
+    const id = word === 'ready' ? 'ready' : `${word} ${tag}`;
+    waiting.get(id)?.(rest.join(' '));
+    waiting.delete(id);
+  });
+  const died = exited.then(([code]) => {
+    throw new Error(`the sender in ${netns} exited (${String(code)}): ${stderr}`);
+  });
+  died.catch(() => {}); // only awaited while something is pending
+  const answer = (id: string, command: string | null, what: string): Promise<string> => {
+    const answered = new Promise<string>((resolve) => waiting.set(id, resolve));
+    if (command !== null) child.stdin.write(`${command}\n`);
+    return timeLimit(Promise.race([answered, died]), 10_000, what);
+  };
+  await answer('ready', null, 'sender start');
+  return {
+    send: async (tag, count, from) => void (await answer(`sent ${tag}`, `send ${tag} ${count} ${from}`, `sending ${tag}`)),
+    stream: async (tag, from, intervalMs) => void (await answer(`streaming ${tag}`, `stream ${tag} ${from} ${intervalMs}`, `starting ${tag}`)),
+    stop: async (tag) => Number(await answer(`stopped ${tag}`, `stop ${tag}`, `stopping ${tag}`)),
+  };
+}
+
+function timeLimit<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const limit = new Promise<T>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no result within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, limit]).finally(() => clearTimeout(timer));
 }

@@ -8,9 +8,11 @@ import pino from 'pino';
 import { HostService } from '../../daemon/src/domain/host';
 import { SlotsService } from '../../daemon/src/domain/slots-service';
 import { SwapQueue } from '../../daemon/src/domain/swap-queue';
+import type { KernelOuterMap } from '../../daemon/src/domain/ports';
 import { KernelAdapter } from '../../daemon/src/kernel/adapter';
 import { BpfMap, BpfObject, MapType, XdpAction } from '../../daemon/src/kernel';
-import { FIREWALL_OBJECT, pinDir, u32 } from '../helpers/sandbox';
+import { FileStateStore } from '../../daemon/src/state/file-store';
+import { FIREWALL_OBJECT, pinDir, stateDir, u32 } from '../helpers/sandbox';
 import { ipv4Frame } from '../helpers/packet';
 
 const LISTED = '198.51.100.7';
@@ -21,7 +23,10 @@ const OTHER_HEX = '0xcb007101';
 
 interface Fixture {
   slots: SlotsService;
+  swaps: SwapQueue;
+  host: HostService;
   pinRoot: string;
+  stateDir: string;
   /** the same object file loaded a second time, to test-run the verdicts */
   verdict(src: string): Promise<number>;
   blocklistId(slot: number): number | null;
@@ -36,22 +41,27 @@ interface Fixture {
  */
 async function setup(t: Parameters<typeof pinDir>[0], retain = 3, capacity = 1024): Promise<Fixture> {
   const pinRoot = pinDir(t);
+  const states = stateDir(t);
+  const state = new FileStateStore(states);
   const logger = pino({ level: 'silent' });
   const kernel = new KernelAdapter();
   const host = new HostService({
-    objects: [{ name: 'firewall', path: FIREWALL_OBJECT, attach: [], maps: FIREWALL_MAPS }],
+    objects: [{ name: 'firewall', path: FIREWALL_OBJECT, attach: [], maps: FIREWALL_MAPS, onIncompatiblePin: 'refuse' }],
     pinRoot,
     kernel,
+    state,
     logger,
   });
   await host.start();
   t.teardown(() => host.close());
+  const swaps = new SwapQueue({ capacity, concurrency: 4 });
   const slots = new SlotsService({
     maps: host.managedMaps(),
     kernel,
-    swaps: new SwapQueue({ capacity, concurrency: 4 }),
+    swaps,
     retain,
     pinRoot,
+    state,
     logger,
     ready: () => host.running,
   });
@@ -74,7 +84,10 @@ async function setup(t: Parameters<typeof pinDir>[0], retain = 3, capacity = 102
   });
   return {
     slots,
+    swaps,
+    host,
     pinRoot,
+    stateDir: states,
     verdict: async (src) => (await probe.testRun('xdp_firewall', ipv4Frame({ src, dst: '192.0.2.1' }))).retval,
     blocklistId: (slot) => blocklist.lookup(u32(slot))?.readUInt32LE(0) ?? null,
   };
@@ -254,22 +267,56 @@ t.test('100 concurrent PUTs to one slot: one wins, numbers without gaps, pins = 
 
 t.test('a full swap queue answers 503 with Retry-After', async (t) => {
   const f = await setup(t, 3, 1);
+  // The queue's one place is held by an update that waits for the test: four
+  // concurrent PUTs used to overlap by timing alone, and stopped doing so
+  // once every swap began with an fsynced record. Holding the place makes
+  // the refusal certain; the refused PUTs still run against the kernel.
+  let letGo = (): void => undefined;
+  const held = new Promise<void>((resolve) => (letGo = resolve));
+  const holder = { delete: async () => (await held, true) } as unknown as KernelOuterMap;
+  const holding = f.swaps.clear(holder, u32(0));
+  t.teardown(() => letGo());
   const runs = [0, 1, 2, 3].map((slot) => f.slots.putSlot('firewall', 'blocklist', String(slot), block(LISTED_HEX)).then(() => 'ok', (e: { statusCode?: number; retryAfter?: number }) => e));
   const outcomes = await Promise.all(runs);
-  t.ok(outcomes.includes('ok'));
-  const refused = outcomes.filter((o) => o !== 'ok');
-  t.ok(refused.length > 0, 'some refused');
-  for (const err of refused) t.match(err, { statusCode: 503, retryAfter: 1 });
-  for (const [slot, outcome] of outcomes.entries()) {
-    if (outcome !== 'ok') t.equal(f.blocklistId(slot), null, `slot ${slot} untouched`);
+  t.equal(outcomes.filter((o) => o !== 'ok').length, 4, 'every PUT refused while the queue is full');
+  for (const err of outcomes) t.match(err, { statusCode: 503, code: 'MIMD_SWAP_QUEUE_FULL', retryAfter: 1 });
+  for (const slot of [0, 1, 2, 3]) {
+    t.equal(f.blocklistId(slot), null, `slot ${slot} untouched`);
+    t.same(pinnedVersions(f.pinRoot, u32(slot).toString('hex')), [], `slot ${slot}: no version pin left`);
+    t.notOk(fs.existsSync(path.join(f.stateDir, 'firewall', 'blocklist', 'slots', `${u32(slot).toString('hex')}.json`)), `slot ${slot}: no record left`);
   }
+  letGo();
+  await holding;
+  const after = await f.slots.putSlot('firewall', 'blocklist', '0', block(LISTED_HEX));
+  t.match(after, { version: 1, created: true }, 'once the queue has room the PUT goes through, with the number the refused one did not take');
+  t.equal(f.blocklistId(0), after.mapId);
 });
 
-t.test('close removes every version pin', async (t) => {
+t.test('close keeps every version pin for a restart; close(remove) removes every pin and record', async (t) => {
   const f = await setup(t);
-  await f.slots.putSlot('firewall', 'blocklist', '0', block(LISTED_HEX));
+  const put = await f.slots.putSlot('firewall', 'blocklist', '0', block(LISTED_HEX));
   f.slots.close();
-  t.same(fs.readdirSync(f.pinRoot), [], 'no version pins and no directories for them left');
+  await f.host.close('keep');
+  t.same(pinnedVersions(f.pinRoot, '00000000'), [1], 'the version pin stays');
+  const version = BpfMap.openPinned(path.join(f.pinRoot, 'firewall', 'slots', 'blocklist', '00000000', '1'));
+  t.teardown(() => version.close());
+  t.equal(version.info().id, put.mapId, 'and holds the version');
+  t.equal(f.blocklistId(0), put.mapId, 'the slot keeps its inner map');
+  t.same(fs.readdirSync(path.join(f.pinRoot, 'firewall', 'maps')).sort(), ['blocklist', 'policy'], 'the outer maps stay pinned');
+  t.ok(fs.existsSync(path.join(f.stateDir, 'firewall', 'blocklist', 'slots', '00000000.json')), 'the slot record stays');
+
+  // A second run on the same pins, told to remove what mimd owns on stop.
+  const host = new HostService({
+    objects: [{ name: 'firewall', path: FIREWALL_OBJECT, attach: [], maps: FIREWALL_MAPS, onIncompatiblePin: 'refuse' }],
+    pinRoot: f.pinRoot,
+    kernel: new KernelAdapter(),
+    state: new FileStateStore(f.stateDir),
+    logger: pino({ level: 'silent' }),
+  });
+  await host.start();
+  await host.close('remove');
+  t.same(fs.readdirSync(f.pinRoot), [], 'no pins and no directories for them left');
+  t.notOk(fs.existsSync(path.join(f.stateDir, 'firewall')), 'no records left');
 });
 
 t.test('LPM trie keys: canonical, checked, and counted by exact match', async (t) => {

@@ -232,6 +232,7 @@ export class HostService {
             handle: entry.handle.outerMap(def.name),
             pinPath: this.outerPinPath(entry, def.name),
             replacing: entry.outerPins.find((p) => p.name === def.name && p.kind === 'replacing')?.pinned ?? null,
+            fresh: entry.outerPins.some((p) => p.name === def.name && p.kind === 'fresh'),
           });
         }
       }

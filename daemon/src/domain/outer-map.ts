@@ -272,6 +272,7 @@ export class OuterMap {
       map.close();
       throw fromKernel(err, `filling version ${number} of ${this.ref} slot ${String(slot.keyJson)}`);
     }
+    await this.checkpoint('build:pinned');
     return {
       number,
       map,

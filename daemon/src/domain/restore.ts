@@ -24,7 +24,7 @@ export interface RestoreSummary {
   repaired: number;
   /** slots put into a replacing outer map */
   carriedOver: number;
-  /** slots (or versions) that do not fit a replacing outer map's template */
+  /** slots that could not be carried over to a replacing (or new) outer map */
   dropped: number;
 }
 
@@ -61,7 +61,17 @@ function findPins(ctx: RestoreContext, outer: OuterMap): Map<string, Map<number,
   return pins;
 }
 
-export async function restoreOuterMap(ctx: RestoreContext, outer: OuterMap, replacing: KernelOuterMap | null): Promise<RestoreSummary> {
+/**
+ * `replacing`: the pinned outer map this one replaces. `fresh`: the outer map
+ * was just created although records exist (its pin was removed while mimd was
+ * stopped): the slots' active versions are put back into it.
+ */
+export async function restoreOuterMap(
+  ctx: RestoreContext,
+  outer: OuterMap,
+  replacing: KernelOuterMap | null,
+  fresh = false,
+): Promise<RestoreSummary> {
   const summary: RestoreSummary = { slots: 0, versions: 0, drifted: 0, repaired: 0, carriedOver: 0, dropped: 0 };
   const records = new Map(ctx.state.readSlots(outer.object, outer.name).map((r) => [r.key, r]));
   const pins = findPins(ctx, outer);
@@ -71,9 +81,10 @@ export async function restoreOuterMap(ctx: RestoreContext, outer: OuterMap, repl
   const keys = [...new Set([...records.keys(), ...pins.keys()])].sort();
   for (const keyHex of keys) {
     const slot = outer.slot(Buffer.from(keyHex, 'hex'));
-    const changed = restoreSlot(ctx, outer, slot, records.get(keyHex) ?? null, pins.get(keyHex) ?? new Map(), current, summary);
+    const changed = restoreSlot(ctx, outer, slot, records.get(keyHex) ?? null, pins.get(keyHex) ?? new Map(), current, summary, fresh);
     let save = changed;
     if (replacing && (await carryOver(ctx, outer, slot, current, summary))) save = true;
+    if (fresh && (await reinstall(ctx, outer, slot, summary))) save = true;
     const released = slot.beyondRetention(ctx.retain);
     for (const version of released) {
       slot.forget(version);
@@ -85,7 +96,7 @@ export async function restoreOuterMap(ctx: RestoreContext, outer: OuterMap, repl
     if (!slot.unused) {
       summary.slots += 1;
       summary.versions += slot.versions.size;
-      if (current.innerId(slot.key) !== slot.installedMapId && !replacing) summary.drifted += 1;
+      if (current.innerId(slot.key) !== slot.installedMapId && !replacing && !fresh) summary.drifted += 1;
     }
   }
 
@@ -113,6 +124,7 @@ function restoreSlot(
   pins: Map<number, string>,
   current: KernelOuterMap,
   summary: RestoreSummary,
+  fresh: boolean,
 ): boolean {
   let changed = false;
   const where = { map: outer.ref, slot: slot.keyJson };
@@ -163,17 +175,10 @@ function restoreSlot(
     summary.repaired += 1;
     changed = true;
   }
-  if (inSlot !== slot.installedMapId) {
-    const version = [...slot.versions.values()].find((v) => v.mapId === inSlot);
-    if (version) {
-      // mimd put it there and a crash kept it from recording that.
-      slot.markActive(version, new Date());
-      ctx.log.warn({ ...where, version: version.number, mapId: inSlot }, 'recorded a completed swap');
-      summary.repaired += 1;
-      changed = true;
-    } else {
-      ctx.log.warn({ ...where, kernelMapId: inSlot, installedMapId: slot.installedMapId }, 'slot changed behind mimd');
-    }
+  // Every swap mimd makes is recorded as pending first, so anything else in
+  // the slot (even one of mimd's own versions) was put there by someone else.
+  if (inSlot !== slot.installedMapId && !fresh) {
+    ctx.log.warn({ ...where, kernelMapId: inSlot, installedMapId: slot.installedMapId }, 'slot changed behind mimd');
   }
   return changed;
 }
@@ -275,11 +280,44 @@ async function carryOver(ctx: RestoreContext, outer: OuterMap, slot: Slot, old: 
   return changed;
 }
 
+/**
+ * The outer map is new and empty while records say what was in its slots:
+ * nothing in the kernel contradicts them, so the active versions go back in
+ * and the programs enforce what they did before.
+ */
+async function reinstall(ctx: RestoreContext, outer: OuterMap, slot: Slot, summary: RestoreSummary): Promise<boolean> {
+  const where = { map: outer.ref, slot: slot.keyJson };
+  const version = slot.activeVersion();
+  if (!version || slot.installedMapId === null) {
+    if (slot.installedMapId === null) return false;
+    slot.markEmpty();
+    return true;
+  }
+  try {
+    await outer.handle.setInner(slot.key, version.map);
+  } catch (err) {
+    ctx.log.warn({ ...where, version: version.number, err: (err as Error).message }, 'cannot put a version back into the new outer map');
+    slot.markEmpty();
+    summary.dropped += 1;
+    return true;
+  }
+  const changed = slot.installedMapId !== version.mapId;
+  slot.installedMapId = version.mapId;
+  summary.carriedOver += 1;
+  ctx.log.warn({ ...where, version: version.number, mapId: version.mapId }, 'put the active version back into a new outer map (its pin was gone)');
+  return changed;
+}
+
 async function saveSlot(ctx: RestoreContext, outer: OuterMap, slot: Slot): Promise<void> {
   const record = slot.record();
-  if (record.versions.length === 0 && record.installedMapId === null && record.pending === null) {
+  if (isEmptyRecord(record)) {
     await ctx.state.removeSlot(outer.object, outer.name, record.key);
   } else {
     await ctx.state.writeSlot(outer.object, outer.name, record);
   }
+}
+
+/** A record that says nothing worth keeping; one with a version number keeps the numbering going. */
+export function isEmptyRecord(record: SlotRecord): boolean {
+  return record.versions.length === 0 && record.installedMapId === null && record.pending === null && record.lastVersion === 0;
 }

@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import type { Logger } from 'pino';
 import type { InnerMapDefinition, KernelOuterMap, MapStore } from './ports';
 import type { PendingChange, StateStore } from './state';
-import { restoreOuterMap, type RestoreSummary } from './restore';
+import { isEmptyRecord, restoreOuterMap, type RestoreSummary } from './restore';
 import type {
   ClearResult,
   EntryPage,
@@ -70,6 +70,8 @@ export interface ManagedMapSource {
    * slots are carried over by restore() where their inner maps fit.
    */
   replacing: KernelOuterMap | null;
+  /** the outer map was created by this start (no pin was there) */
+  fresh?: boolean;
 }
 
 export interface SlotsServiceOptions {
@@ -96,6 +98,7 @@ export interface SlotsServiceOptions {
 export class SlotsService implements SlotsApi {
   private readonly maps = new Map<string, OuterMap>();
   private readonly replacing = new Map<OuterMap, KernelOuterMap>();
+  private readonly fresh = new Set<OuterMap>();
   private readonly log: Logger;
   private closed = false;
   private paused = false;
@@ -108,6 +111,7 @@ export class SlotsService implements SlotsApi {
       const outer = new OuterMap({ ...source, template: source.inner, kernel: options.kernel, pinDir, codecs: mapCodecs(source), checkpoint });
       this.maps.set(`${source.object}/${source.name}`, outer);
       if (source.replacing) this.replacing.set(outer, source.replacing);
+      if (source.fresh) this.fresh.add(outer);
     }
   }
 
@@ -123,6 +127,7 @@ export class SlotsService implements SlotsApi {
         { kernel: this.options.kernel, state: this.options.state, retain: this.options.retain, log: this.log },
         outer,
         this.replacing.get(outer) ?? null,
+        this.fresh.has(outer),
       );
       for (const k of Object.keys(total) as (keyof RestoreSummary)[]) total[k] += summary[k];
     }
@@ -468,7 +473,7 @@ export class SlotsService implements SlotsApi {
   private async save(outer: OuterMap, slot: Slot, released: readonly Version[] = []): Promise<void> {
     const record = slot.record(released);
     try {
-      if (record.versions.length === 0 && record.installedMapId === null && record.pending === null) {
+      if (isEmptyRecord(record)) {
         await this.options.state.removeSlot(outer.object, outer.name, record.key);
       } else {
         await this.options.state.writeSlot(outer.object, outer.name, record);
