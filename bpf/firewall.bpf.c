@@ -14,9 +14,23 @@
 
 #include "firewall.h"
 
+/*
+ * Build-time hooks for test fixtures that rebuild this program with a small
+ * difference (test/fixtures/firewall_v2.bpf.c, firewall_incompat.bpf.c).
+ * The defaults are this program as shipped.
+ */
+/* How much a frame adds to its counter: a "new build" counts differently. */
+#ifndef FIREWALL_COUNT_STEP
+#define FIREWALL_COUNT_STEP 1
+#endif
+
 /* Template of every blocklist slot: source address (network order) -> listed. */
 struct blocklist_inner {
 	__uint(type, BPF_MAP_TYPE_HASH);
+#ifdef FIREWALL_BLOCKLIST_INNER_FLAGS
+	/* Only set by a fixture: an inner template pinned maps do not fit. */
+	__uint(map_flags, FIREWALL_BLOCKLIST_INNER_FLAGS);
+#endif
 	__uint(max_entries, BLOCKLIST_MAX_SOURCES);
 	__type(key, __u32);
 	__type(value, __u8);
@@ -73,7 +87,7 @@ static __always_inline int count(__u32 idx, int action)
 
 	/* Per-CPU value: no other CPU writes it, so a plain add is race-free. */
 	if (n)
-		*n += 1;
+		*n += FIREWALL_COUNT_STEP;
 	return action;
 }
 

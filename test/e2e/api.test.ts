@@ -94,7 +94,7 @@ t.test('every row of the API table', { skip }, async (t) => {
       innerTemplate: { type: 'HASH', keySize: 4, valueSize: 1, maxEntries: 65536, flags: [], resizable: true },
       slotsInUse: 0,
       mapId: blocklist?.mapId,
-      pinPath: null,
+      pinPath: path.join(pinRoot, 'firewall', 'maps', 'blocklist'),
     });
     t.same(policy, {
       object: 'firewall',
@@ -105,7 +105,7 @@ t.test('every row of the API table', { skip }, async (t) => {
       innerTemplate: { type: 'LPM_TRIE', keySize: 8, valueSize: 4, maxEntries: 16384, flags: ['NO_PREALLOC'], resizable: true },
       slotsInUse: 0,
       mapId: policy?.mapId,
-      pinPath: null,
+      pinPath: path.join(pinRoot, 'firewall', 'maps', 'policy'),
     });
     blocklistId = blocklist?.mapId as number;
     policyId = policy?.mapId as number;

@@ -437,7 +437,8 @@ t.test('422 on a fixed-size ARRAY template: maxEntries, an index past the end, d
   );
 
   t.same(await daemon.stop('SIGTERM'), { code: 0, signal: null }, 'SIGTERM: exit 0');
-  // The fixture pins its map `plain` by name (LIBBPF_PIN_BY_NAME), which is
-  // meant to outlive the process; mimd's own pins must all be gone.
-  t.same(listPins(pinRoot), ['fixture', 'fixture/plain'], 'only the object\'s pinned-by-name map is left');
+  // The fixture pins its map `plain` by name (LIBBPF_PIN_BY_NAME), under
+  // <pinRoot>/fixture/maps/ with the outer maps: with onStop: remove that goes
+  // too, like every other pin of the object.
+  t.same(listPins(pinRoot), [], 'nothing left under pinRoot, the pinned-by-name map included');
 });

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { once } from 'node:events';
 import { endianness } from 'node:os';
 import { parse as parseYaml } from 'yaml';
-import { FIREWALL_OBJECT, REPO, ip } from './sandbox';
+import { FIREWALL_OBJECT, REPO, ip, stateDir, type NetnsSender, type UdpSink } from './sandbox';
 import { ipv4Prefix, ipv4ToBeU32Buffer } from './packet';
 
 /** What the helpers need of a tap test (a structural type: tap's Test has overloads that defeat Parameters<>). */
@@ -93,6 +93,18 @@ export const firewallBytes = {
 
 export interface FirewallConfigOptions {
   program?: string;
+  /** the .bpf.o to load as object `firewall`; bpf/firewall.bpf.o by default */
+  objectPath?: string;
+  /** where mimd keeps its state files; startDaemon makes one of the test's own when the config has none */
+  stateDir?: string;
+  /**
+   * What SIGTERM does to what mimd owns: `remove` by default here, so a test
+   * that does not care about restarts leaves nothing behind; tests of
+   * restarts say `keep`.
+   */
+  onStop?: 'keep' | 'remove';
+  /** objects[0].onIncompatiblePin; unset (mimd's default, refuse) unless given */
+  onIncompatiblePin?: 'refuse' | 'replace';
   /** the object's `maps` (formats, defaults); FIREWALL_MAPS by default */
   maps?: Record<string, unknown>;
   api?: { bodyLimit?: number };
@@ -110,13 +122,16 @@ export function firewallConfig(pinRoot: string, ifname: string, options: Firewal
   const opts: FirewallConfigOptions = typeof options === 'string' ? { program: options } : options;
   return {
     pinRoot,
+    ...(opts.stateDir === undefined ? {} : { stateDir: opts.stateDir }),
+    onStop: opts.onStop ?? 'remove',
     log: { level: opts.logLevel ?? 'debug' },
     objects: [
       {
         name: 'firewall',
-        path: FIREWALL_OBJECT,
+        path: opts.objectPath ?? FIREWALL_OBJECT,
         attach: [{ program: opts.program ?? 'xdp_firewall', type: 'xdp', interface: ifname, mode: 'generic' }],
         maps: opts.maps ?? FIREWALL_MAPS,
+        ...(opts.onIncompatiblePin === undefined ? {} : { onIncompatiblePin: opts.onIncompatiblePin }),
       },
     ],
     api: { host: '127.0.0.1', port: 0, ...(opts.api ?? {}) },
@@ -140,17 +155,47 @@ export interface Daemon {
   exited: Promise<Exit>;
 }
 
+export interface StartOptions {
+  /** extra environment, e.g. MIMD_PAUSE_AT */
+  env?: Record<string, string>;
+  /** log lines printed when the test failed (default 40) */
+  logTail?: number;
+}
+
+/**
+ * The config as written for the daemon: with a state directory of the
+ * test's own when it names none, so no test writes to the host's
+ * /var/lib/mimd.
+ */
+function withStateDir(t: TestLike, config: object): object {
+  return 'stateDir' in config ? config : { ...config, stateDir: stateDir(t) };
+}
+
+/** This process's environment without what would change how mimd runs: the config file, a crash point. */
+function daemonEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, MIMD_CONFIG: '' };
+  delete env.MIMD_PAUSE_AT;
+  return env;
+}
+
+/** Writes `config` to a test directory: the mimd.yaml path. */
+function writeConfig(t: TestLike, config: object): string {
+  const dir = t.testdir({ 'mimd.yaml': JSON.stringify(withStateDir(t, config), null, 2) });
+  return path.join(dir, 'mimd.yaml');
+}
+
 /**
  * Starts `node dist/daemon/src/main.js --config <file>` with `config` written
  * to a test directory. Teardown kills it if it is still alive; when the test
  * failed, its last log lines and stderr are printed for diagnosis.
  */
-export function startDaemon(t: TestLike, config: object): Daemon {
-  const dir = t.testdir({ 'mimd.yaml': JSON.stringify(config, null, 2) });
-  const child = spawn(process.execPath, [MAIN, '--config', path.join(dir, 'mimd.yaml')], {
+export function startDaemon(t: TestLike, config: object, options: StartOptions = {}): Daemon {
+  const file = writeConfig(t, config);
+  const dir = path.dirname(file);
+  const child = spawn(process.execPath, [MAIN, '--config', file], {
     cwd: dir, // object paths must not depend on the current directory
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, MIMD_CONFIG: '' },
+    env: { ...daemonEnv(), ...(options.env ?? {}) },
   });
   const exited: Promise<Exit> = once(child, 'exit').then(([code, signal]) => ({
     code: code as number | null,
@@ -185,7 +230,7 @@ export function startDaemon(t: TestLike, config: object): Daemon {
       await exited;
     }
     if (!t.passing()) {
-      const tail = logs.slice(-40).map((l) => JSON.stringify(l));
+      const tail = logs.slice(-(options.logTail ?? 40)).map((l) => JSON.stringify(l));
       process.stderr.write(
         `\n--- mimd (pid ${child.pid}) of failed test "${t.name}": last ${tail.length} of ${logs.length} log lines ---\n` +
           `${tail.join('\n')}\n--- stderr ---\n${stderr}\n--- end ---\n`,
@@ -256,9 +301,13 @@ export function apiClient(baseUrl: string): Api {
 }
 
 /** startDaemon, then waits for "started" and reads the port it listens on. */
-export async function startApi(t: TestLike, config: object): Promise<RunningDaemon> {
-  const daemon = startDaemon(t, config);
-  const started = await daemon.waitForLog('started');
+export async function startApi(t: TestLike, config: object, options: StartOptions = {}): Promise<RunningDaemon> {
+  const daemon = startDaemon(t, config, options);
+  return withApi(daemon, await daemon.waitForLog('started'));
+}
+
+/** A daemon that logged `started`: its API client, from the address in that line. */
+export function withApi(daemon: Daemon, started: Record<string, unknown>): RunningDaemon {
   const listen = started.listen as { address: string; family: string; port: number }[] | undefined;
   const first = listen?.find((l) => l.family === 'IPv4') ?? listen?.[0];
   if (!first) throw new Error(`"started" has no listen address: ${JSON.stringify(started)}`);
@@ -275,6 +324,43 @@ export async function startApi(t: TestLike, config: object): Promise<RunningDaem
       return withTimeout(daemon.exited, timeoutMs, `daemon exit after ${signal}`);
     },
   };
+}
+
+export interface CommandResult extends Exit {
+  logs: Record<string, unknown>[];
+  stderr: string;
+}
+
+/**
+ * Runs mimd as a one-shot command (`purge`) on `config` and resolves once it
+ * exited: `node dist/daemon/src/main.js <args...> --config <file>`.
+ */
+export async function runMimd(t: TestLike, args: string[], config: object, timeoutMs = 20_000): Promise<CommandResult> {
+  const file = writeConfig(t, config);
+  const child = spawn(process.execPath, [MAIN, ...args, '--config', file], {
+    cwd: path.dirname(file),
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: daemonEnv(),
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const [code, signal] = (await withTimeout(once(child, 'close'), timeoutMs, `mimd ${args.join(' ')}`).catch((err: unknown) => {
+    child.kill('SIGKILL');
+    throw err;
+  })) as [number | null, NodeJS.Signals | null];
+  const logs = stdout
+    .split('\n')
+    .filter((line) => line !== '')
+    .map((text) => {
+      try {
+        return JSON.parse(text) as Record<string, unknown>;
+      } catch {
+        return { msg: '(not JSON)', text };
+      }
+    });
+  return { code, signal, logs, stderr };
 }
 
 // ---------------------------------------------------------------------------
@@ -363,4 +449,191 @@ export function u32Hex(value: number): string {
   if (endianness() === 'LE') b.writeUInt32LE(value >>> 0);
   else b.writeUInt32BE(value >>> 0);
   return b.toString('hex');
+}
+
+/** `bpftool map show pinned <path>`. */
+export function pinnedMap(pinPath: string): { id: number; type: string; name?: string; max_entries: number; flags: number } {
+  return bpftool('map', 'show', 'pinned', pinPath) as { id: number; type: string; max_entries: number; flags: number };
+}
+
+/** `bpftool link show pinned <path>`: the link's id and the program it runs. */
+export function pinnedLink(pinPath: string): { id: number; prog_id: number; type: string } {
+  return bpftool('link', 'show', 'pinned', pinPath) as { id: number; prog_id: number; type: string };
+}
+
+/** `bpftool prog show id`: its tag (a hash of the instructions) and the maps it uses. */
+export function kernelProgram(programId: number): { id: number; tag: string; name: string; map_ids: number[] } | null {
+  try {
+    return bpftool('prog', 'show', 'id', String(programId)) as { id: number; tag: string; name: string; map_ids: number[] };
+  } catch {
+    return null;
+  }
+}
+
+type BpfKind = 'map' | 'prog' | 'link';
+
+/**
+ * Polls the kernel's own lists (`bpftool map show`, `prog show`, `link
+ * show`) until none of `ids` is in them (the kernel frees maps and programs
+ * after an RCU grace period, asynchronously) or `timeoutMs` passed; resolves
+ * with those still there, by kind (empty: all gone).
+ */
+export async function stillInKernel(ids: Partial<Record<BpfKind, Iterable<number>>>, timeoutMs = 3_000): Promise<Partial<Record<BpfKind, number[]>>> {
+  const kinds = (Object.keys(ids) as BpfKind[]).filter((k) => [...ids[k]!].length > 0);
+  const wanted = Object.fromEntries(kinds.map((k) => [k, [...new Set(ids[k])]])) as Record<BpfKind, number[]>;
+  for (const deadline = Date.now() + timeoutMs; ; await sleep(25)) {
+    const lists = bpftoolBatch(kinds.map((k) => [k, 'show'])) as ({ id: number }[] | null)[];
+    const left: Partial<Record<BpfKind, number[]>> = {};
+    kinds.forEach((k, i) => {
+      const present = new Set((lists[i] ?? []).map((o) => o.id));
+      const still = wanted[k].filter((id) => present.has(id)).sort((a, b) => a - b);
+      if (still.length > 0) left[k] = still;
+    });
+    if (Object.keys(left).length === 0 || Date.now() > deadline) return left;
+  }
+}
+
+/**
+ * The bpf objects a process holds open, from /proc/<pid>/fdinfo: the ids of
+ * its maps, programs and links. Read before killing a daemon, to check
+ * afterwards that what it alone held is gone.
+ */
+export function processBpfIds(pid: number): { maps: number[]; progs: number[]; links: number[] } {
+  const out = { maps: [] as number[], progs: [] as number[], links: [] as number[] };
+  let fds: string[];
+  try {
+    fds = fs.readdirSync(`/proc/${pid}/fd`);
+  } catch {
+    return out;
+  }
+  for (const fd of fds) {
+    let info: string;
+    try {
+      info = fs.readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8');
+    } catch {
+      continue; // closed while listing
+    }
+    const id = (field: string): number | null => {
+      const match = new RegExp(`^${field}:\\s+(\\d+)$`, 'm').exec(info);
+      return match ? Number(match[1]) : null;
+    };
+    const map = id('map_id');
+    const prog = id('prog_id');
+    const link = id('link_id');
+    if (link !== null) out.links.push(link);
+    else if (map !== null) out.maps.push(map);
+    else if (prog !== null) out.progs.push(prog);
+  }
+  return out;
+}
+
+/** The pins (files, not directories) under `dir`, relative and sorted. */
+export function pinLeaves(dir: string): string[] {
+  if (!fs.existsSync(dir)) return [];
+  return (fs.readdirSync(dir, { recursive: true }) as string[])
+    .map(String)
+    .filter((p) => !fs.statSync(path.join(dir, p)).isDirectory())
+    .sort();
+}
+
+/** Directories under `dir` with nothing in them, relative and sorted. */
+export function emptyPinDirs(dir: string): string[] {
+  if (!fs.existsSync(dir)) return [];
+  return (fs.readdirSync(dir, { recursive: true }) as string[])
+    .map(String)
+    .filter((p) => fs.statSync(path.join(dir, p)).isDirectory() && fs.readdirSync(path.join(dir, p)).length === 0)
+    .sort();
+}
+
+const countersMapOf = new Map<number, number>();
+
+/**
+ * Sums over CPUs of the firewall's per-CPU counters of the program
+ * `programId`: [passed, dropped by blocklist, dropped by policy].
+ */
+export function firewallCounters(programId: number): number[] {
+  let id = countersMapOf.get(programId);
+  if (id === undefined) {
+    const prog = kernelProgram(programId);
+    if (!prog) throw new Error(`no program ${programId} in the kernel`);
+    id = prog.map_ids.find((m) => kernelMap(m)?.name === 'counters');
+    if (id === undefined) throw new Error(`program ${programId} uses no map named counters`);
+    countersMapOf.set(programId, id);
+  }
+  const dump = bpftool('map', 'dump', 'id', String(id)) as { key: string[]; values: { cpu: number; value: string[] }[] }[];
+  const sums = [0, 0, 0];
+  for (const { key, values } of dump) {
+    const index = bytesOf(key).readUInt32LE(0);
+    for (const { value } of values) sums[index] = (sums[index] ?? 0) + Number(bytesOf(value).readBigUInt64LE(0));
+  }
+  return sums;
+}
+
+/** What the example firewall does to a source: lets it through, or drops it by one of its two maps. */
+export type Verdict = 'pass' | 'blocklist' | 'policy';
+const COUNTER_OF = { blocklist: 1, policy: 2 } as const;
+
+export interface TrafficProbe {
+  /** the interface the firewall is attached to (the host end) */
+  ifname: string;
+  sender: NetnsSender;
+  sink: UdpSink;
+}
+
+let probeTags = 0;
+
+export interface ProbeOptions {
+  /** datagrams per source (default 5) */
+  count?: number;
+  /** what one frame adds to its counter: 1, or FIREWALL_COUNT_STEP of the build (test/fixtures/firewall_v2: 2) */
+  counterStep?: number;
+  timeoutMs?: number;
+}
+
+/**
+ * Sends `count` datagrams from each source and checks what the attached
+ * firewall does to them, from the kernel's side: a passing source's
+ * datagrams all arrive; a dropped source's are all counted by the program as
+ * dropped by the expected map, and none arrives. Returns the failures as text
+ * (empty when all is as expected), so a caller decides how to report them.
+ */
+export async function probeVerdicts(probe: TrafficProbe, expected: Record<string, Verdict>, options: ProbeOptions = {}): Promise<string[]> {
+  const { count = 5, counterStep = 1, timeoutMs = 5_000 } = options;
+  const prog = xdpProgram(probe.ifname);
+  const drops = Object.values(expected).some((verdict) => verdict !== 'pass');
+  if (!prog && drops) return [`no XDP program on ${probe.ifname}`];
+  // Without a program there is nothing to count: every datagram must arrive.
+  const counters = (): number[] => (prog ? firewallCounters(prog.id) : [0, 0, 0]);
+  const before = counters();
+  const tags: Record<string, string> = {};
+  for (const source of Object.keys(expected)) tags[source] = `v${++probeTags}${process.pid.toString(36)}`;
+  await Promise.all(Object.keys(expected).map((source) => probe.sender.send(tags[source]!, count, source)));
+  const wantDrops = { blocklist: 0, policy: 0 };
+  for (const verdict of Object.values(expected)) if (verdict !== 'pass') wantDrops[verdict] += count * counterStep;
+  const arrived = (source: string): number => probe.sink.count(tags[source]!, source);
+  let now = before;
+  const dropped = (by: 'blocklist' | 'policy'): number => (now[COUNTER_OF[by]] ?? 0) - (before[COUNTER_OF[by]] ?? 0);
+  const settled = (): boolean => {
+    now = counters();
+    return (
+      Object.entries(expected).every(([source, verdict]) => verdict !== 'pass' || arrived(source) >= count) &&
+      dropped('blocklist') >= wantDrops.blocklist &&
+      dropped('policy') >= wantDrops.policy
+    );
+  };
+  for (const deadline = Date.now() + timeoutMs; !settled() && Date.now() < deadline; ) await sleep(5);
+  // A datagram the program passed reaches the socket within microseconds;
+  // give any that should not have been let through the chance to show up.
+  await sleep(10);
+  now = counters();
+  const failures: string[] = [];
+  for (const [source, verdict] of Object.entries(expected)) {
+    if (verdict === 'pass' && arrived(source) !== count) failures.push(`${source} should pass: ${arrived(source)} of ${count} arrived`);
+    if (verdict !== 'pass' && arrived(source) !== 0) failures.push(`${source} should be dropped by the ${verdict}: ${arrived(source)} of ${count} arrived`);
+  }
+  for (const by of ['blocklist', 'policy'] as const) {
+    if (dropped(by) !== wantDrops[by]) failures.push(`the program counted ${dropped(by)} drops by the ${by}, expected ${wantDrops[by]}`);
+  }
+  if (xdpProgram(probe.ifname)?.id !== prog?.id) failures.push(`the program on ${probe.ifname} changed during the probe`);
+  return failures;
 }

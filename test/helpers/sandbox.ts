@@ -35,6 +35,17 @@ export function pinDir(t: Teardown): string {
   return dir;
 }
 
+/**
+ * A fresh directory for mimd's state files (`stateDir`), outside bpffs,
+ * removed with everything in it in teardown, also on failure. Tests always
+ * set their own: mimd's default (/var/lib/mimd) is the host's.
+ */
+export function stateDir(t: Teardown): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mimd-state-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
 export function ip(...args: string[]): string {
   return execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 }
@@ -159,17 +170,6 @@ export function sendUdpFromNetns(netns: string, to: string, count = 5): void {
 export function xdpProgId(ifname: string): number | null {
   const [link] = JSON.parse(ip('-d', '-j', 'link', 'show', ifname)) as { xdp?: { prog?: { id: number } } }[];
   return link?.xdp?.prog?.id ?? null;
-}
-
-/**
- * A fresh directory for mimd's state files (`stateDir`), outside bpffs,
- * removed with everything in it in teardown, also on failure. Tests always
- * set their own: mimd's default (/var/lib/mimd) is the host's.
- */
-export function stateDir(t: Teardown): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mimd-state-'));
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return dir;
 }
 
 /**

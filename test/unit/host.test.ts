@@ -599,6 +599,8 @@ t.test('a fresh start pins outer maps (record first) and links under <pinRoot>/<
     [`${FW}/maps/policy`]: 'map 3',
     [TOOLS]: 'dir',
     [`${TOOLS}/links`]: 'dir',
+    // made before load for maps libbpf pins by name (tools has none)
+    [`${TOOLS}/maps`]: 'dir',
     [TC_PIN]: 'link 101',
     [TP_PIN]: 'link 102',
   }, 'only map-in-map maps are pinned by mimd (counters is not)');

@@ -122,6 +122,8 @@ interface ObjectEntry {
   outerPins: OuterPin[];
   /** pins this start made, removed again if it fails */
   createdPins: string[];
+  /** pin directories this start made, outermost first */
+  createdDirs: string[];
 }
 
 type State = 'idle' | 'starting' | 'running' | 'closing' | 'closed';
@@ -304,6 +306,7 @@ export class HostService {
       pinDir,
       outerPins: [],
       createdPins: [],
+      createdDirs: [],
     };
     // Registered before anything else can fail, so that the rollback closes it.
     this.entries.push(entry);
@@ -427,7 +430,7 @@ export class HostService {
         }
       } else {
         link = entry.handle.attach(program, planned.target);
-        kernel.makePinDir(path.posix.dirname(planned.pinPath));
+        this.makeDir(entry, path.posix.dirname(planned.pinPath));
         link.pin(planned.pinPath);
         entry.createdPins.push(planned.pinPath);
       }
@@ -502,6 +505,9 @@ export class HostService {
       if (pin.name.startsWith(NEW_PIN_PREFIX)) leftovers.push(pinPath);
       else if (!names.has(pin.name)) this.log.warn({ object: name, pinPath }, 'left in place: a pinned map the object no longer declares (mimd purge removes it)');
     }
+    // libbpf pins maps declared with LIBBPF_PIN_BY_NAME here, creating only the last directory.
+    const mapsDir = path.posix.join(entry.pinDir, 'maps');
+    this.makeDir(entry, mapsDir);
     for (const def of defs) {
       const pinPath = this.outerPinPath(entry, def.name);
       entry.handle.clearPinPath(def.name);
@@ -572,6 +578,8 @@ export class HostService {
     for (const outer of entry.outerPins) {
       if (outer.kind !== 'replacing') continue;
       this.pinOuterMap(entry, outer.name, outer.path, true);
+      outer.pinned?.close();
+      outer.pinned = null;
       this.log.warn({ object: entry.config.name, map: outer.name, pinPath: outer.path }, 'replaced incompatible outer map');
     }
   }
@@ -595,7 +603,7 @@ export class HostService {
       const shape = (d: MapShape): MapShape => ({ type: d.type, keySize: d.keySize, valueSize: d.valueSize, maxEntries: d.maxEntries, flags: [...d.flags] });
       state.writeOuter(entry.config.name, name, { outer: shape(def), innerTemplate: shape(def.inner), mapId: map.id, createdAt: new Date().toISOString() });
       recorded = true;
-      kernel.makePinDir(path.posix.dirname(pinPath));
+      this.makeDir(entry, path.posix.dirname(pinPath));
       map.pin(next);
       if (replace) kernel.renamePin(next, pinPath);
     } catch (err) {
@@ -627,11 +635,23 @@ export class HostService {
       for (const outer of entry.outerPins.filter((o) => o.kind === 'fresh' && entry.createdPins.includes(o.path))) {
         if (state.readSlots(entry.config.name, outer.name).length === 0) state.removeMap(entry.config.name, outer.name);
       }
-      for (const dir of ['links', 'maps', 'slots', '']) kernel.removeEmptyPinDir(path.posix.join(entry.pinDir, dir));
+      for (const dir of [...entry.createdDirs].reverse()) kernel.removeEmptyPinDir(dir);
     } catch (err) {
       this.log.error({ err, object: entry.config.name }, 'cannot remove the records of the failed start');
     }
     entry.createdPins = [];
+    entry.createdDirs = [];
+  }
+
+  /** A pin directory (and its parents), remembered for a failed start to remove if this start made it. */
+  private makeDir(entry: ObjectEntry, dir: string): void {
+    const { kernel } = this.options;
+    const missing: string[] = [];
+    for (let d = dir; d !== entry.pinDir && !kernel.pinExists(d); d = path.posix.dirname(d)) missing.push(d);
+    if (!kernel.pinExists(entry.pinDir)) missing.push(entry.pinDir);
+    if (missing.length === 0) return;
+    kernel.makePinDir(dir);
+    entry.createdDirs.push(...missing.reverse());
   }
 
   /** Closes links, then objects, newest first. Never throws: one failed close must not keep the rest open. */

@@ -131,6 +131,10 @@ export class SlotsService implements SlotsApi {
       );
       for (const k of Object.keys(total) as (keyof RestoreSummary)[]) total[k] += summary[k];
     }
+    // The slots are carried over: what still holds the replaced maps is the
+    // old program alone, and they go with it when the link gets the new one.
+    for (const replaced of this.replacing.values()) replaced.close();
+    this.replacing.clear();
     return total;
   }
 
