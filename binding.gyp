@@ -10,7 +10,8 @@
         "addon/bpf_map.cc",
         "addon/bpf_link.cc",
         "addon/bpf_object.cc",
-        "addon/btf.cc"
+        "addon/btf.cc",
+        "addon/peer.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],

@@ -8,6 +8,7 @@
 #include "bpf_map.h"
 #include "bpf_object.h"
 #include "libbpf_log.h"
+#include "peer.h"
 
 namespace mimd {
 
@@ -23,6 +24,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   BpfLink::Init(env, exports);
   BpfObject::Init(env, exports);
   InitLibbpfLog(env, exports);
+  exports.Set("peerCredentials", Napi::Function::New(env, PeerCredentials, "peerCredentials"));
   exports.Set("possibleCpus", Napi::Function::New(env, PossibleCpus, "possibleCpus"));
   exports.Set("libbpfVersion", Napi::String::New(env, libbpf_version_string()));
   return exports;

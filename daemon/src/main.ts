@@ -2,17 +2,25 @@
 // mimd's composition root: reads the configuration, builds the logger, the
 // kernel port and the services, and owns the process: signals, exit codes.
 // Nothing imports this file.
+import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
+import { Value } from '@sinclair/typebox/value';
+import { stringify as stringifyYaml } from 'yaml';
 import closeWithGrace from 'close-with-grace';
 import { ConfigError, defaultConfigFile, loadConfig } from './config/load';
-import type { Config } from './config/schema';
+import { ListenerError } from './listeners';
+import { TokenSchema, type Config } from './config/schema';
 import { createLogger, flushLogger, type Logger } from './logger';
 import { HostService, isHostError, purgeOwned, type HostError } from './domain/host';
 import { FileStateStore } from './state/file-store';
 import type { KernelPort } from './domain/ports';
 import { SlotsService } from './domain/slots-service';
 import { SwapQueue } from './domain/swap-queue';
-import { buildApp, type App } from './http/app';
+import { buildApp, type App, type Limits, type ReloadResult } from './http/app';
+import { AccessControl, tokenDigest } from './http/auth';
+import { Metrics } from './http/metrics';
+import { openAuditLog, type AuditLog } from './audit-sink';
+import { listenOnSocket, prepareSocket, readTls } from './listeners';
 import type { NativeError } from './kernel/index';
 
 // sysexits.h
@@ -25,6 +33,7 @@ const SHUTDOWN_DELAY_MS = 10_000;
 
 const USAGE = `Usage: mimd [run] [--config <file>]
        mimd purge [--config <file>]
+       mimd token <id> <read|write|admin> [--map <object/map>]...
 
 run (the default) loads the BPF objects the configuration names, attaches
 their programs and serves the API. It carries on from what an earlier run
@@ -35,6 +44,9 @@ purge removes everything mimd owns for the configured objects (detaching
 their programs): pins under pinRoot and records under stateDir. Do not run it
 while mimd runs.
 
+token makes a new bearer token: it prints the token (give it to the client;
+mimd never stores it) and the entry for api.tokens (its sha256), then exits.
+
 Options:
   -c, --config <file>  override file merged over the defaults
                        (default: $MIMD_CONFIG, if set)
@@ -44,7 +56,7 @@ Defaults: ${defaultConfigFile()}
 Exit codes: 0 clean stop, 1 start failed, 64 bad arguments, 78 bad configuration
 `;
 
-const COMMANDS = ['run', 'purge'] as const;
+const COMMANDS = ['run', 'purge', 'token'] as const;
 type Command = (typeof COMMANDS)[number];
 
 function usageError(text: string): never {
@@ -52,14 +64,23 @@ function usageError(text: string): never {
   process.exit(EX_USAGE);
 }
 
-function parseCommandLine(): { command: Command; config?: string } {
-  let values: { config?: string; help?: boolean };
+interface CommandLine {
+  command: Command;
+  config?: string;
+  /** token: id, scope, maps */
+  args: string[];
+  maps: string[];
+}
+
+function parseCommandLine(): CommandLine {
+  let values: { config?: string; help?: boolean; map?: string[] };
   let positionals: string[];
   try {
     ({ values, positionals } = parseArgs({
       options: {
         config: { type: 'string', short: 'c' },
         help: { type: 'boolean', short: 'h' },
+        map: { type: 'string', multiple: true },
       },
       strict: true,
       allowPositionals: true,
@@ -71,11 +92,15 @@ function parseCommandLine(): { command: Command; config?: string } {
     process.stdout.write(USAGE);
     process.exit(0);
   }
-  if (positionals.length > 1) usageError(`expected one command, got ${positionals.length}: ${positionals.join(' ')}`);
   const command = positionals[0] ?? 'run';
-  if (!(COMMANDS as readonly string[]).includes(command)) usageError(`unknown command ${JSON.stringify(command)} (expected ${COMMANDS.join(' or ')})`);
+  if (!(COMMANDS as readonly string[]).includes(command)) usageError(`unknown command ${JSON.stringify(command)} (expected ${COMMANDS.join(', ')})`);
+  const rest = positionals.slice(1);
+  if (command === 'token' ? rest.length !== 2 : rest.length > 0) {
+    usageError(command === 'token' ? 'token: expected <id> <read|write|admin>' : `unexpected argument ${JSON.stringify(rest[0])}`);
+  }
+  if (values.map && command !== 'token') usageError('--map: only for the token command');
   const config = values.config ?? (process.env.MIMD_CONFIG || undefined);
-  return { command: command as Command, ...(config === undefined ? {} : { config }) };
+  return { command: command as Command, args: rest, maps: values.map ?? [], ...(config === undefined ? {} : { config }) };
 }
 
 function readConfig(file: string | undefined): Config {
@@ -94,12 +119,34 @@ function readConfig(file: string | undefined): Config {
  * errors work on hosts without the addon, and turns a missing addon into a
  * logged start failure instead of a crash at import.
  */
-function kernelLayer(): { kernel: KernelPort; routeLibbpfLog: typeof import('./kernel/index').routeLibbpfLog; libbpfVersion: string } {
+function kernelLayer(): {
+  kernel: KernelPort;
+  routeLibbpfLog: typeof import('./kernel/index').routeLibbpfLog;
+  libbpfVersion: string;
+  peerCredentials: typeof import('./kernel/peer').peerCredentials;
+} {
   /* eslint-disable @typescript-eslint/no-require-imports */
   const index = require('./kernel/index') as typeof import('./kernel/index');
   const { KernelAdapter } = require('./kernel/adapter') as typeof import('./kernel/adapter');
+  const { peerCredentials } = require('./kernel/peer') as typeof import('./kernel/peer');
   /* eslint-enable @typescript-eslint/no-require-imports */
-  return { kernel: new KernelAdapter(), routeLibbpfLog: index.routeLibbpfLog, libbpfVersion: index.libbpfVersion };
+  return { kernel: new KernelAdapter(), routeLibbpfLog: index.routeLibbpfLog, libbpfVersion: index.libbpfVersion, peerCredentials };
+}
+
+/** Top-level keys SIGHUP does not apply (everything but tokens and limits). */
+function restartOnlyKeys(before: Config, after: Config): string[] {
+  const changed: string[] = [];
+  const live = new Set(['tokens', 'maxEntries', 'rateLimit']);
+  for (const key of Object.keys(after) as (keyof Config)[]) {
+    if (key === 'api') {
+      for (const apiKey of Object.keys(after.api) as (keyof Config['api'])[]) {
+        if (!live.has(apiKey) && JSON.stringify(before.api[apiKey]) !== JSON.stringify(after.api[apiKey])) changed.push(`api.${apiKey}`);
+      }
+    } else if (JSON.stringify(before[key]) !== JSON.stringify(after[key])) {
+      changed.push(key);
+    }
+  }
+  return changed;
 }
 
 function purge(config: Config, logger: Logger): void {
@@ -108,8 +155,27 @@ function purge(config: Config, logger: Logger): void {
   logger.child({ component: 'main' }).info({ objects: config.objects.map((o) => o.name) }, 'purged');
 }
 
+/** Prints a new token and its api.tokens entry, checked against the config schema. */
+function printToken(args: CommandLine): void {
+  const [id = '', scope = ''] = args.args;
+  if (!['read', 'write', 'admin'].includes(scope)) usageError(`token: scope: expected one of read, write, admin, got ${JSON.stringify(scope)}`);
+  const token = randomBytes(32).toString('base64url');
+  const entry = { id, sha256: tokenDigest(token), scope, ...(args.maps.length > 0 ? { maps: args.maps } : {}) };
+  const first = Value.Errors(TokenSchema, entry).First();
+  if (first) usageError(`token: ${first.path.slice(1) || 'entry'}: ${(first.schema as { expected?: string }).expected ?? first.message}`);
+  process.stdout.write(
+    `# Give this token to the client (it is shown only now):\n#   ${token}\n` +
+      `# and add this under api.tokens in the configuration, then reload (SIGHUP):\n` +
+      stringifyYaml([entry]),
+  );
+}
+
 async function main(): Promise<void> {
   const args = parseCommandLine();
+  if (args.command === 'token') {
+    printToken(args);
+    return;
+  }
   const config = readConfig(args.config);
   const logger = createLogger(config.log);
   const log = logger.child({ component: 'main' });
@@ -128,19 +194,47 @@ async function main(): Promise<void> {
 
   let host: HostService | null = null;
   let slots: SlotsService | null = null;
-  let app: App | null = null;
+  let metrics: Metrics | null = null;
+  let audit: AuditLog | null = null;
+  const apps: App[] = [];
   let shuttingDown = false;
-  closeWithGrace({ delay: SHUTDOWN_DELAY_MS, logger: logger.child({ component: 'shutdown' }) }, async ({ signal, err }) => {
+  const access = new AccessControl({ tokens: config.api.tokens, socketScope: config.api.socket?.scope ?? 'read' });
+  let limits: Limits = { maxEntries: config.api.maxEntries, rateLimit: { ...config.api.rateLimit } };
+
+  /** Reads the configuration again; takes tokens and limits from it, and nothing else. */
+  const reload = async (): Promise<ReloadResult> => {
+    let next: Config;
+    try {
+      next = loadConfig(args.config);
+    } catch (err) {
+      log.error({ err: { message: (err as Error).message } }, 'reload refused: the configuration has errors; nothing changed');
+      throw err;
+    }
+    access.reload({ tokens: next.api.tokens, socketScope: next.api.socket?.scope ?? 'read' });
+    limits = { maxEntries: next.api.maxEntries, rateLimit: { ...next.api.rateLimit } };
+    const needRestart = restartOnlyKeys(config, next);
+    if (needRestart.length > 0) log.warn({ keys: needRestart }, 'changed keys take effect only at the next start');
+    log.info({ tokens: access.tokenCount, limits }, 'reloaded tokens and limits');
+    return { tokens: access.tokenCount, limits };
+  };
+
+  closeWithGrace({ delay: SHUTDOWN_DELAY_MS, logger: logger.child({ component: 'shutdown' }), skip: ['SIGHUP'] }, async ({ signal, err }) => {
     shuttingDown = true;
     if (err) log.fatal({ err }, 'unexpected error, shutting down');
     else log.info({ signal }, 'shutting down');
     // In-flight requests finish (and with them any swap they started) before
     // the maps under them go away.
-    await app?.close();
+    await Promise.all(apps.map((a) => a.close()));
     slots?.close();
     await host?.close(config.onStop);
+    metrics?.close();
+    audit?.close();
     log.info('stopped');
     await flushLogger(logger);
+  });
+  // SIGHUP reloads tokens and limits (see reload()); it does not stop mimd.
+  process.on('SIGHUP', () => {
+    void reload().catch((err: unknown) => log.error({ err }, 'reload failed'));
   });
 
   try {
@@ -176,9 +270,35 @@ async function main(): Promise<void> {
       const summary = await slots.restore();
       log.info(summary, 'restored slots');
     });
-    if (!slots) throw new Error('slots were not restored');
-    app = buildApp({ slots, logger: logger.child({ component: 'http' }), bodyLimit: config.api.bodyLimit });
-    await app.listen({ host: config.api.host, port: config.api.port });
+    const service: SlotsService | null = slots;
+    if (!service) throw new Error('slots were not restored');
+    metrics = new Metrics(service);
+    audit = openAuditLog(config.audit);
+    const common = {
+      slots: service,
+      logger: logger.child({ component: 'http' }),
+      bodyLimit: config.api.bodyLimit,
+      access,
+      audit: audit.sink,
+      metrics,
+      limits: () => limits,
+      requestTimeoutMs: config.api.requestTimeoutMs,
+      reload,
+    };
+    if (config.api.socket) {
+      const socket = config.api.socket;
+      const { gid } = await prepareSocket(socket);
+      const app = buildApp({ ...common, transport: 'unix', peer: kernelSide.peerCredentials });
+      apps.push(app);
+      await listenOnSocket(socket.path, gid, () => app.listen({ path: socket.path }));
+    }
+    if (config.api.tcp) {
+      const tcp = config.api.tcp;
+      const app = buildApp({ ...common, transport: 'tcp', ...(tcp.tls ? { https: readTls(tcp.tls) } : {}) });
+      apps.push(app);
+      await app.listen({ host: tcp.host, port: tcp.port });
+      if (access.tokenCount === 0) log.warn({ listen: app.addresses() }, 'TCP listener without tokens: every request over it gets 401');
+    }
   } catch (err) {
     // A signal during start: close-with-grace is already taking the process down.
     if (shuttingDown) return;
@@ -188,11 +308,11 @@ async function main(): Promise<void> {
 
   // A signal during the last steps of start: the shutdown already detached everything.
   if (shuttingDown) return;
-  log.info({ ...host.summary(), listen: app.addresses() }, 'started');
+  log.info({ ...host.summary(), listen: apps.flatMap((a) => a.addresses()), socket: config.api.socket?.path ?? null }, 'started');
 }
 
 async function failStart(logger: Logger, err: unknown): Promise<never> {
-  const mismatch = isHostError(err) && err.code === 'MIMD_CONFIG_MISMATCH';
+  const mismatch = (isHostError(err) && err.code === 'MIMD_CONFIG_MISMATCH') || err instanceof ListenerError;
   logger.child({ component: 'main' }).fatal(isHostError(err) ? describeStartFailure(err) : { err }, 'start failed');
   await flushLogger(logger);
   // The configuration names something the host or the object does not have:

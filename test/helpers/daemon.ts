@@ -4,6 +4,7 @@
 // bpftool and from bpffs, so tests never take the daemon's word for it.
 // Needs root, the addon (build/Release/mimd.node) and bpf/firewall.bpf.o.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { once } from 'node:events';
@@ -107,7 +108,8 @@ export interface FirewallConfigOptions {
   onIncompatiblePin?: 'refuse' | 'replace';
   /** the object's `maps` (formats, defaults); FIREWALL_MAPS by default */
   maps?: Record<string, unknown>;
-  api?: { bodyLimit?: number };
+  /** merged over the test API: TCP on loopback, any port, TEST_TOKEN (admin), no rate limit to speak of */
+  api?: Record<string, unknown>;
   retain?: number;
   swapQueue?: { capacity: number; concurrency: number };
   logLevel?: string;
@@ -134,7 +136,13 @@ export function firewallConfig(pinRoot: string, ifname: string, options: Firewal
         ...(opts.onIncompatiblePin === undefined ? {} : { onIncompatiblePin: opts.onIncompatiblePin }),
       },
     ],
-    api: { host: '127.0.0.1', port: 0, ...(opts.api ?? {}) },
+    api: {
+      socket: null,
+      tcp: { host: '127.0.0.1', port: 0 },
+      tokens: [{ id: 'test', sha256: TEST_TOKEN_SHA256, scope: 'admin' }],
+      rateLimit: { max: 1_000_000, windowMs: 1000 },
+      ...(opts.api ?? {}),
+    },
     ...(opts.retain === undefined ? {} : { retain: opts.retain }),
     ...(opts.swapQueue === undefined ? {} : { swapQueue: opts.swapQueue }),
   };
@@ -283,9 +291,19 @@ export interface RunningDaemon extends Daemon {
   stop(signal?: NodeJS.Signals, timeoutMs?: number): Promise<Exit>;
 }
 
-export function apiClient(baseUrl: string): Api {
+/**
+ * The bearer token of firewallConfig's API (scope admin). apiClient sends it
+ * unless a request sets its own `authorization` header ('' sends none).
+ */
+export const TEST_TOKEN = 'mimd-e2e-test-token-not-a-secret';
+export const TEST_TOKEN_SHA256 = createHash('sha256').update(TEST_TOKEN).digest('hex');
+
+export function apiClient(baseUrl: string, token: string | null = TEST_TOKEN): Api {
   return async (method, urlPath, body, headers = {}) => {
-    const init: RequestInit = { method, headers: { ...headers } };
+    const sent: Record<string, string> = { ...headers };
+    if (sent.authorization === undefined && token !== null) sent.authorization = `Bearer ${token}`;
+    if (sent.authorization === '') delete sent.authorization;
+    const init: RequestInit = { method, headers: sent };
     if (body !== undefined) {
       init.body = typeof body === 'string' ? body : JSON.stringify(body);
       (init.headers as Record<string, string>)['content-type'] ??= 'application/json';
@@ -308,7 +326,9 @@ export async function startApi(t: TestLike, config: object, options: StartOption
 
 /** A daemon that logged `started`: its API client, from the address in that line. */
 export function withApi(daemon: Daemon, started: Record<string, unknown>): RunningDaemon {
-  const listen = started.listen as { address: string; family: string; port: number }[] | undefined;
+  const listen = (started.listen as ({ address: string; family: string; port: number } | string)[] | undefined)?.filter(
+    (l): l is { address: string; family: string; port: number } => typeof l === 'object',
+  );
   const first = listen?.find((l) => l.family === 'IPv4') ?? listen?.[0];
   if (!first) throw new Error(`"started" has no listen address: ${JSON.stringify(started)}`);
   const host = first.family === 'IPv6' ? `[${first.address}]` : first.address;

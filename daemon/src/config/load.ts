@@ -292,6 +292,48 @@ function semanticProblems(config: Config, baseDir: string): Problem[] {
       }
     });
   });
+  problems.push(...apiProblems(config));
+  return problems;
+}
+
+/** Loopback addresses: the only ones where TCP may go without TLS. */
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host) || host === '::ffff:127.0.0.1';
+}
+
+function apiProblems(config: Config): Problem[] {
+  const problems: Problem[] = [];
+  const { api } = config;
+  if (api.socket === null && api.tcp === null) {
+    problems.push({ path: ['api', 'socket'], message: 'no listener: set api.socket or api.tcp (or both)' });
+  }
+  if (api.tcp !== null) {
+    if (!isLoopback(api.tcp.host) && api.tcp.tls === undefined) {
+      problems.push({
+        path: ['api', 'tcp', 'tls'],
+        message: `missing: ${api.tcp.host} is not a loopback address, and mimd takes bearer tokens over TCP only with TLS there (set tls: { cert, key })`,
+      });
+    }
+    for (const which of ['cert', 'key'] as const) {
+      const file = api.tcp.tls?.[which];
+      if (file === undefined) continue;
+      try {
+        fs.accessSync(file, fs.constants.R_OK);
+      } catch (err) {
+        problems.push({ path: ['api', 'tcp', 'tls', which], message: `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}` });
+      }
+    }
+  }
+  const ids = new Map<string, number>();
+  const hashes = new Map<string, number>();
+  api.tokens.forEach((token, i) => {
+    const first = ids.get(token.id);
+    if (first !== undefined) problems.push({ path: ['api', 'tokens', i, 'id'], message: `duplicate token id ${JSON.stringify(token.id)} (also api.tokens[${first}].id)` });
+    else ids.set(token.id, i);
+    const same = hashes.get(token.sha256);
+    if (same !== undefined) problems.push({ path: ['api', 'tokens', i, 'sha256'], message: `the same token as api.tokens[${same}]` });
+    else hashes.set(token.sha256, i);
+  });
   return problems;
 }
 

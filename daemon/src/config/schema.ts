@@ -145,17 +145,86 @@ export const LogSchema = Strict({
   level: OneOf(LOG_LEVELS, { default: 'info' }),
 });
 
-export const ApiSchema = Strict({
+export const SCOPES = ['read', 'write', 'admin'] as const;
+
+const AbsolutePath = (expected: string, description?: string) =>
+  Type.String({ pattern: '^/[^\\x00]*$', expected, ...(description ? { description } : {}) });
+
+export const TokenSchema = Strict({
+  id: Type.String({
+    pattern: '^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$',
+    expected: 'a token id: 1-64 characters of A-Z, a-z, 0-9, _ . @ -',
+    description: 'who holds the token; audit records name it',
+  }),
+  sha256: Type.String({
+    pattern: '^[0-9a-f]{64}$',
+    expected: 'the sha256 of the token: 64 lower-case hex digits (`mimd token` prints it)',
+  }),
+  scope: OneOf(SCOPES, { description: 'read: GET; write: also put, stage, activate, rollback, patch, delete; admin: also reload' }),
+  maps: Type.Optional(
+    Type.Array(Type.String({ pattern: '^[a-z0-9_-]{1,32}/[A-Za-z_][A-Za-z0-9_.]*$', expected: 'an outer map as object/map, e.g. firewall/blocklist' }), {
+      minItems: 1,
+      expected: 'a non-empty list of outer maps (object/map) the token is limited to',
+    }),
+  ),
+});
+
+export const SocketSchema = Strict({
+  path: AbsolutePath('an absolute path for the unix socket', 'the API socket; its directory is created mode 0750'),
+  group: Type.Union([Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_.-]{0,31}$', expected: 'a group name' }), Type.Null()], {
+    expected: 'a group name, or null for the group of the user mimd runs as',
+    description: 'members of this group may connect (socket mode 0660, directory 0750)',
+  }),
+  scope: OneOf(SCOPES, { description: 'what a peer on the socket may do without a token' }),
+});
+
+export const TlsSchema = Strict({
+  cert: AbsolutePath('an absolute path to a PEM certificate (chain)'),
+  key: AbsolutePath('an absolute path to the PEM private key'),
+});
+
+export const TcpSchema = Strict({
   host: Type.String({
     minLength: 1,
     expected: 'an address to listen on, e.g. 127.0.0.1',
-    description: 'address the HTTP API listens on',
+    description: 'on a non-loopback address TLS is required',
   }),
   port: Type.Integer({ minimum: 0, maximum: 65535, expected: 'a TCP port from 0 to 65535 (0: any free port)' }),
+  tls: Type.Optional(TlsSchema),
+});
+
+export const RateLimitSchema = Strict({
+  max: Type.Integer({ minimum: 1, maximum: 1_000_000, expected: 'changes allowed per principal per window (1 to 1000000)' }),
+  windowMs: Type.Integer({ minimum: 100, maximum: 3_600_000, expected: 'the window in milliseconds (100 to 3600000)' }),
+});
+
+export const ApiSchema = Strict({
+  socket: Type.Union([SocketSchema, Type.Null()], { expected: 'a socket setting (path, group, scope), or null for no socket' }),
+  tcp: Type.Union([TcpSchema, Type.Null()], { expected: 'a TCP listener (host, port, tls), or null for none' }),
+  tokens: Type.Array(TokenSchema, { default: [], expected: 'a list of tokens (id, sha256, scope, maps)' }),
   bodyLimit: Type.Integer({
     minimum: 1024,
     maximum: 1 << 30,
     expected: 'a request body limit in bytes, from 1024 to 1073741824',
+  }),
+  maxEntries: Type.Integer({
+    minimum: 1,
+    maximum: 100_000_000,
+    expected: 'the most entries one request may carry (1 to 100000000)',
+  }),
+  rateLimit: RateLimitSchema,
+  requestTimeoutMs: Type.Integer({
+    minimum: 1000,
+    maximum: 3_600_000,
+    expected: 'how long a request may take in milliseconds (1000 to 3600000)',
+  }),
+});
+
+export const AuditSchema = Strict({
+  destination: Type.String({
+    pattern: '^(stdout|/[^\\x00]*)$',
+    expected: 'stdout, or an absolute path of a file to append to',
+    description: 'where the audit records of every change go',
   }),
 });
 
@@ -189,6 +258,7 @@ export const ConfigSchema = Strict({
   log: LogSchema,
   objects: Type.Array(ObjectSchema, { default: [] }),
   api: ApiSchema,
+  audit: AuditSchema,
   retain: Type.Integer({
     minimum: 0,
     maximum: 1000,
@@ -200,6 +270,9 @@ export const ConfigSchema = Strict({
 export type Config = Static<typeof ConfigSchema>;
 export type LogConfig = Static<typeof LogSchema>;
 export type ApiConfig = Static<typeof ApiSchema>;
+export type TokenConfig = Static<typeof TokenSchema>;
+export type Scope = (typeof SCOPES)[number];
+export type AuditConfig = Static<typeof AuditSchema>;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 export type ObjectConfig = Static<typeof ObjectSchema>;
 export type MapCodecConfig = Static<typeof MapCodecSchema>;

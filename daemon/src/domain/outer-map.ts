@@ -2,6 +2,7 @@
 // on insert (bpf_map_meta_equal), checked here first so that a request the
 // template forbids is refused with the field it breaks, never with a bare
 // EINVAL. Builds inner maps (versions) for its slots and reads them back.
+import { createHash } from 'node:crypto';
 import * as path from 'node:path';
 import type { InnerMapDefinition, KernelMap, KernelOuterMap, MapStore } from './ports';
 import type { Entry, EntryJson, EntryPage, InnerTemplateView, Labels, OuterMapView } from './slots-api';
@@ -21,6 +22,8 @@ export interface EncodedContent {
   count: number;
   maxEntries: number;
   labels: Labels;
+  /** sha256 of keys then values */
+  digest: string;
 }
 
 export interface OuterMapOptions {
@@ -185,7 +188,7 @@ export class OuterMap {
       key.copy(keys, i * keyCodec.size);
       valueCodec.encode(entry.value, `entries[${i}].value`).copy(values, i * valueCodec.size);
     });
-    return { keys, values, count: entries.length, maxEntries, labels: { ...(body.labels ?? {}) } };
+    return { keys, values, count: entries.length, maxEntries, labels: { ...(body.labels ?? {}) }, digest: digest(keys, values) };
   }
 
   /**
@@ -283,6 +286,7 @@ export class OuterMap {
       createdAt: new Date(),
       activatedAt: null,
       labels: content.labels,
+      digest: content.digest,
     };
   }
 
@@ -313,6 +317,7 @@ export class OuterMap {
       createdAt: new Date(record.createdAt),
       activatedAt: record.activatedAt === null ? null : new Date(record.activatedAt),
       labels: { ...record.labels },
+      digest: record.digest ?? null,
     };
   }
 
@@ -371,4 +376,11 @@ function canonicalLpmKey(key: Buffer, field: string): void {
     const byte = 4 + (bit >> 3);
     key[byte] = (key[byte] ?? 0) & ~(0x80 >> (bit & 7));
   }
+}
+
+/** sha256 over buffers in order, hex: the digest audit records and versions carry. */
+export function digest(...parts: Buffer[]): string {
+  const hash = createHash('sha256');
+  for (const part of parts) hash.update(part);
+  return hash.digest('hex');
 }

@@ -20,6 +20,8 @@ export interface Version {
   readonly createdAt: Date;
   activatedAt: Date | null;
   readonly labels: Labels;
+  /** sha256 of the content as built (null: restored from a record without one) */
+  readonly digest: string | null;
 }
 
 export class Slot {
@@ -106,6 +108,7 @@ export class Slot {
       activatedAt: version.activatedAt?.toISOString() ?? null,
       labels: { ...version.labels },
       pinPath: version.pinPath,
+      digest: version.digest,
     };
   }
 
@@ -122,6 +125,7 @@ export class Slot {
         createdAt: v.createdAt.toISOString(),
         activatedAt: v.activatedAt?.toISOString() ?? null,
         labels: { ...v.labels },
+        ...(v.digest === null ? {} : { digest: v.digest }),
       }));
     return {
       key: this.key.toString('hex'),

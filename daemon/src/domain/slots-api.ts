@@ -70,6 +70,8 @@ export interface VersionView {
   activatedAt: string | null;
   labels: Labels;
   pinPath: string;
+  /** sha256 of the content as built: every key then every value, as the kernel holds them, in request order (null: built before mimd recorded digests) */
+  digest: string | null;
 }
 
 export interface SlotDetail {
@@ -94,7 +96,11 @@ export interface SwapResult {
   version: number;
   previousVersion: number | null;
   mapId: number;
+  /** the inner map that was in the slot before (null: empty) */
+  previousMapId: number | null;
   entryCount: number;
+  /** the version's content digest (see VersionView.digest) */
+  digest: string | null;
   /** time spent in the outer-map update syscall(s), milliseconds */
   swapMs: number;
   /** true when the slot held nothing before (PUT answers 201) */
@@ -118,11 +124,15 @@ export interface PatchResult {
   upserted: number;
   deleted: number;
   entryCount: number;
+  /** sha256 of the change: upserted keys and values, then deleted keys, as the kernel takes them */
+  digest: string;
 }
 
 export interface ClearResult {
   slot: EntryJson;
   previousVersion: number | null;
+  /** the inner map that was in the slot (null: it was already empty) */
+  previousMapId: number | null;
 }
 
 /** Optimistic concurrency: the active version the caller believes in (If-Match), or undefined. */

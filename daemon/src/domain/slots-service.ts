@@ -28,7 +28,7 @@ import type {
   VersionBody,
   VersionView,
 } from './slots-api';
-import { OuterMap, type EncodedContent } from './outer-map';
+import { OuterMap, digest, type EncodedContent } from './outer-map';
 import { mapCodecs } from './map-codecs';
 import type { BtfTable } from './btf';
 import type { MapCodecConfig } from '../config/schema';
@@ -284,7 +284,8 @@ export class SlotsService implements SlotsApi {
     return slot.writes.run(async () => {
       this.checkExpectation(outer, slot, expect);
       const previousVersion = slot.active;
-      if (outer.handle.innerId(slot.key) !== null) {
+      const previousMapId = outer.handle.innerId(slot.key);
+      if (previousMapId !== null) {
         await this.begin(outer, slot, { op: 'clear' });
         await this.checkpoint('clear:intent');
         try {
@@ -298,7 +299,7 @@ export class SlotsService implements SlotsApi {
       slot.markEmpty();
       await this.finish(outer, slot);
       this.log.info({ map: outer.ref, slot: slot.keyJson, previousVersion }, 'emptied slot');
-      return { slot: slot.keyJson, previousVersion };
+      return { slot: slot.keyJson, previousVersion, previousMapId };
     });
   }
 
@@ -377,7 +378,9 @@ export class SlotsService implements SlotsApi {
       version: version.number,
       previousVersion,
       mapId: version.mapId,
+      previousMapId: before,
       entryCount: version.entryCount,
+      digest: version.digest,
       swapMs,
       created: before === null,
     };
@@ -417,7 +420,8 @@ export class SlotsService implements SlotsApi {
     version.entryCount = entryCount;
     await this.finish(outer, slot);
     this.log.info({ map: outer.ref, slot: slot.keyJson, version: version.number, upserted: upserts.length, deleted: removed.size }, 'patched entries');
-    return { slot: slot.keyJson, version: version.number, upserted: upserts.length, deleted: removed.size, entryCount };
+    const change = digest(...upserts.flatMap((u) => [u.key, u.value]), ...deletes);
+    return { slot: slot.keyJson, version: version.number, upserted: upserts.length, deleted: removed.size, entryCount, digest: change };
   }
 
   private async putBack(map: Version['map'], before: Map<string, Buffer | null>, outer: OuterMap, slot: Slot): Promise<void> {

@@ -26,6 +26,8 @@ export interface VersionRecord {
   createdAt: string;
   activatedAt: string | null;
   labels: Labels;
+  /** sha256 of the content as built */
+  digest?: string;
 }
 
 /**

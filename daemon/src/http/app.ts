@@ -17,18 +17,69 @@ import type { TSchema } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { ValueErrorType, type ValueError } from '@sinclair/typebox/errors';
 import { Value } from '@sinclair/typebox/value';
+import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
-import { badInput, isMimdError } from '../domain/errors';
+import createError from '@fastify/error';
+import rateLimit from '@fastify/rate-limit';
+import { badInput, isMimdError, mimdError } from '../domain/errors';
 import type { SlotsApi } from '../domain/slots-api';
+import type { Scope } from '../config/schema';
 import apiRoutes from './routes/index';
 import healthRoutes from './routes/health';
+import metricsRoutes from './routes/metrics';
+import { registerDocs } from './docs';
+import type { AccessControl, Principal, Transport } from './auth';
+import { actorOf, auditAction, outcomeOf, type AuditRecord, type AuditSink } from './audit';
+import type { Metrics } from './metrics';
+
+/** Limits SIGHUP may change: read on every request. */
+export interface Limits {
+  /** most entries one PUT, stage or PATCH may carry (413 above) */
+  maxEntries: number;
+  /** changes per principal per window (429 above) */
+  rateLimit: { max: number; windowMs: number };
+}
+
+export interface ReloadResult {
+  tokens: number;
+  limits: Limits;
+}
 
 export interface AppOptions {
   slots: SlotsApi;
   logger: Logger;
   /** largest request body in bytes; larger ones get 413 */
   bodyLimit: number;
+  /** which listener this app serves: the unix socket lets peers in by the socket's mode, TCP only by token */
+  transport: Transport;
+  access: AccessControl;
+  /** the uid of the peer of a unix socket connection */
+  peer?: (socket: Socket) => { uid: number } | null;
+  audit: AuditSink;
+  metrics: Metrics;
+  limits: () => Limits;
+  /** time to receive a whole request, milliseconds */
+  requestTimeoutMs: number;
+  /** TLS for the TCP listener */
+  https?: { key: Buffer; cert: Buffer };
+  /** POST /v1/reload (admin): what SIGHUP does */
+  reload?: () => Promise<ReloadResult>;
 }
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    principal?: Principal;
+    /** the answer's body, kept for the audit record and metrics */
+    answer?: unknown;
+  }
+}
+
+export const TooManyEntriesError = createError('MIMD_TOO_MANY_ENTRIES', '%s', 413);
+export const RateLimitedError = createError('MIMD_RATE_LIMITED', '%s', 429);
+
+/** Routes anyone who can reach the listener may call: probes and the API's description. */
+const OPEN_PATHS = /^\/(healthz|readyz|docs)(\/|$|\?)/;
+const READ_METHODS = new Set(['GET', 'HEAD']);
 
 /** The app as built: pino's Logger and TypeBox's types, so routes added later are typed too. */
 export type App = FastifyInstance<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, Logger, TypeBoxTypeProvider>;
@@ -58,7 +109,10 @@ export function buildApp(options: AppOptions): App {
     bodyLimit: options.bodyLimit,
     routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
     schemaErrorFormatter: validationError,
-  }).withTypeProvider<TypeBoxTypeProvider>();
+    requestTimeout: options.requestTimeoutMs,
+    connectionTimeout: options.requestTimeoutMs,
+    ...(options.https ? { https: options.https } : {}),
+  }).withTypeProvider<TypeBoxTypeProvider>() as unknown as App;
 
   app.setValidatorCompiler(typeBoxValidator);
   // JSON only: a text/plain body would reach the schema as a string and fail
@@ -69,9 +123,107 @@ export function buildApp(options: AppOptions): App {
     void reply.code(404).send({ code: 'MIMD_NOT_FOUND', message: `no route ${request.method} ${request.url.slice(0, 200)}` });
   });
 
+  guard(app, options);
+  registerDocs(app);
+  void app.register(rateLimit, {
+    // After onRequest's authentication: the limit is per principal.
+    hook: 'preHandler',
+    keyGenerator: (request) => request.principal?.id ?? request.ip ?? 'anonymous',
+    max: async () => options.limits().rateLimit.max,
+    timeWindow: async () => options.limits().rateLimit.windowMs,
+    // Reads are never limited: a flood of changes must not lock operators out of looking.
+    allowList: (request) => READ_METHODS.has(request.method) || OPEN_PATHS.test(request.url),
+    errorResponseBuilder: (request, context) =>
+      mimdError(RateLimitedError, `${request.principal?.id ?? 'this client'} made more than ${context.max} changes in ${context.after === '' ? 'the window' : 'the window'}; retry in ${context.after}`, {
+        retryAfter: Math.max(1, Math.ceil(context.ttl / 1000)),
+      }),
+  });
   void app.register(healthRoutes, { slots });
-  void app.register(apiRoutes, { prefix: '/v1', slots });
+  void app.register(metricsRoutes, { metrics: options.metrics });
+  void app.register(apiRoutes, { prefix: '/v1', slots, reload: options.reload });
   return app;
+}
+
+/**
+ * Authentication and authorization (onRequest), the entry limit
+ * (preValidation), and one audit record plus metrics per answered request
+ * (onResponse).
+ */
+function guard(app: App, options: AppOptions): void {
+  const { access, transport } = options;
+  app.addHook('onRequest', async (request) => {
+    if (OPEN_PATHS.test(request.url)) return;
+    const peer = transport === 'unix' ? (options.peer?.(request.socket) ?? null) : null;
+    const address = transport === 'tcp' ? (request.socket.remoteAddress ?? null) : null;
+    const principal = access.identify(transport, request.headers.authorization, peer, address);
+    request.principal = principal;
+    const params = request.params as { object?: string; map?: string } | undefined;
+    const map = params?.object !== undefined && params.map !== undefined ? `${params.object}/${params.map}` : null;
+    access.authorize(principal, scopeNeeded(request.method, request.routeOptions.url), map);
+  });
+
+  app.addHook('preValidation', async (request) => {
+    const body = request.body as { entries?: unknown; upsert?: unknown; delete?: unknown } | null | undefined;
+    if (!body || typeof body !== 'object') return;
+    const { maxEntries } = options.limits();
+    const count = (v: unknown): number => (Array.isArray(v) ? v.length : 0);
+    const entries = count(body.entries) + count(body.upsert) + count(body.delete);
+    if (entries > maxEntries) {
+      const field = Array.isArray(body.entries) ? 'entries' : 'upsert';
+      throw mimdError(TooManyEntriesError, `${field}: ${entries} entries in one request; at most ${maxEntries} (api.maxEntries)`, { field });
+    }
+  });
+
+  app.addHook('preSerialization', async (request, _reply, payload) => {
+    request.answer = payload;
+    return payload;
+  });
+
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url;
+    const action = auditAction(request.method, route);
+    const body = request.answer !== null && typeof request.answer === 'object' ? (request.answer as Record<string, unknown>) : null;
+    const failed = reply.statusCode >= 400;
+    const outcome = outcomeOf(action, body, failed);
+    const params = (request.params ?? {}) as { object?: string; map?: string; slot?: string };
+    const map = params.object !== undefined && params.map !== undefined ? `${params.object}/${params.map}` : null;
+    options.metrics.observe(action, map, reply.statusCode, outcome.code, typeof body?.swapMs === 'number' ? body.swapMs : null);
+    if (READ_METHODS.has(request.method) || request.method === 'OPTIONS') return;
+    if (failed && map !== null && params.slot !== undefined) {
+      // What the slot holds now, which a failed change left as it was.
+      try {
+        const now = options.slots.getSlot(params.object ?? '', params.map ?? '', params.slot);
+        outcome.oldVersion = now.activeVersion;
+        outcome.oldMapId = now.kernelMapId;
+      } catch {
+        // no such map or slot: nothing to say
+      }
+    }
+    const peerUid = request.principal?.uid ?? (transport === 'unix' ? (options.peer?.(request.socket)?.uid ?? null) : null);
+    const record: AuditRecord = {
+      time: new Date().toISOString(),
+      requestId: String(request.id),
+      actor: actorOf(request.principal, transport, peerUid, transport === 'tcp' ? (request.socket.remoteAddress ?? null) : null),
+      action,
+      method: request.method,
+      url: request.url.slice(0, 512),
+      map,
+      slot: params.slot ?? null,
+      ...outcome,
+      result: failed ? 'error' : 'ok',
+      status: reply.statusCode,
+    };
+    try {
+      options.audit(record);
+    } catch (err) {
+      request.log.error({ err }, 'cannot write an audit record');
+    }
+  });
+}
+
+function scopeNeeded(method: string, route: string | undefined): Scope {
+  if (route?.endsWith('/reload')) return 'admin';
+  return READ_METHODS.has(method) ? 'read' : 'write';
 }
 
 // ---------------------------------------------------------------------------
@@ -219,6 +371,7 @@ function handleError(err: FastifyError, request: FastifyRequest, reply: FastifyR
   const { status, body, retryAfter } = answerFor(err);
   if (status >= 500) request.log.error({ err }, 'request failed');
   else request.log.info({ err }, body.message);
-  if (status === 503) reply.header('retry-after', String(Math.max(1, Math.ceil(retryAfter ?? DEFAULT_RETRY_AFTER))));
+  if (status === 503 || status === 429) reply.header('retry-after', String(Math.max(1, Math.ceil(retryAfter ?? DEFAULT_RETRY_AFTER))));
+  if (status === 401) reply.header('www-authenticate', 'Bearer realm="mimd"');
   void reply.code(status).send(body);
 }

@@ -167,6 +167,7 @@ export interface NativeAddon {
   /** route libbpf's print callback; null restores the default (stderr). */
   setLogger(fn: ((level: NativeLogLevel, message: string) => void) | null): void;
   /** libbpf_num_possible_cpus() */
+  peerCredentials(fd: number): { pid: number; uid: number; gid: number };
   possibleCpus(): number;
   libbpfVersion: string;
 }

@@ -42,6 +42,7 @@ const SlotRecordSchema = Type.Object({
       createdAt: Type.String(),
       activatedAt: Type.Union([Type.String(), Type.Null()]),
       labels: Type.Record(Type.String(), Type.String()),
+      digest: Type.Optional(Type.String({ pattern: '^[0-9a-f]{64}$' })),
     }),
   ),
   pending: Type.Union([

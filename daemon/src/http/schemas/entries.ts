@@ -29,4 +29,5 @@ export const PatchResult = Type.Object({
   upserted: Type.Integer(),
   deleted: Type.Integer(),
   entryCount: Type.Integer(),
+  digest: Type.String(),
 });

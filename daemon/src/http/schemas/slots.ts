@@ -32,7 +32,9 @@ export const SwapResult = Type.Object({
   version: Type.Integer(),
   previousVersion: Nullable(Type.Integer()),
   mapId: Type.Integer(),
+  previousMapId: Nullable(Type.Integer()),
   entryCount: Type.Integer(),
+  digest: Nullable(Type.String()),
   swapMs: Type.Number(),
   created: Type.Boolean(),
 });
@@ -40,6 +42,7 @@ export const SwapResult = Type.Object({
 export const ClearResult = Type.Object({
   slot: EntryJson,
   previousVersion: Nullable(Type.Integer()),
+  previousMapId: Nullable(Type.Integer()),
 });
 
 /** No body, or `{}`: the previous active version; `{ version }`: that one. */

@@ -23,6 +23,7 @@ export const VersionView = Type.Object({
   activatedAt: Nullable(Type.String()),
   labels: Type.Record(Type.String(), Type.String()),
   pinPath: Type.String(),
+  digest: Nullable(Type.String()),
 });
 
 export const VersionList = Type.Object({
