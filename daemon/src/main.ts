@@ -124,13 +124,15 @@ function kernelLayer(): {
   routeLibbpfLog: typeof import('./kernel/index').routeLibbpfLog;
   libbpfVersion: string;
   peerCredentials: typeof import('./kernel/peer').peerCredentials;
+  preparePinRoot: typeof import('./kernel/bpffs').preparePinRoot;
 } {
   /* eslint-disable @typescript-eslint/no-require-imports */
   const index = require('./kernel/index') as typeof import('./kernel/index');
   const { KernelAdapter } = require('./kernel/adapter') as typeof import('./kernel/adapter');
   const { peerCredentials } = require('./kernel/peer') as typeof import('./kernel/peer');
+  const { preparePinRoot } = require('./kernel/bpffs') as typeof import('./kernel/bpffs');
   /* eslint-enable @typescript-eslint/no-require-imports */
-  return { kernel: new KernelAdapter(), routeLibbpfLog: index.routeLibbpfLog, libbpfVersion: index.libbpfVersion, peerCredentials };
+  return { kernel: new KernelAdapter(), routeLibbpfLog: index.routeLibbpfLog, libbpfVersion: index.libbpfVersion, peerCredentials, preparePinRoot };
 }
 
 /** Top-level keys SIGHUP does not apply (everything but tokens and limits). */
@@ -244,6 +246,11 @@ async function main(): Promise<void> {
     kernelSide.routeLibbpfLog((level, message) => libbpfLog[level](message.trimEnd()));
 
     log.info({ config: args.config ?? null, libbpf: kernelSide.libbpfVersion }, 'starting');
+    try {
+      kernelSide.preparePinRoot(config.pinRoot);
+    } catch (err) {
+      throw new ListenerError('pinRoot', (err as Error).message.replace(/^pinRoot: /, ''));
+    }
     const state = new FileStateStore(config.stateDir);
     const running = new HostService({
       objects: config.objects,
