@@ -109,8 +109,9 @@ export function buildApp(options: AppOptions): App {
     bodyLimit: options.bodyLimit,
     routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
     schemaErrorFormatter: validationError,
+    // Receiving a request has a deadline (slow clients); handling one does
+    // not: a million-entry fill may run longer, with the socket idle.
     requestTimeout: options.requestTimeoutMs,
-    connectionTimeout: options.requestTimeoutMs,
     ...(options.https ? { https: options.https } : {}),
   }).withTypeProvider<TypeBoxTypeProvider>() as unknown as App;
 
