@@ -101,6 +101,13 @@ export interface KernelMap {
 export interface KernelOuterMap extends KernelMap {
   /** Puts `inner` into the slot: one atomic pointer exchange, after which no program uses the old map. */
   setInner(key: Buffer, inner: KernelMap, mode?: UpdateMode): Promise<void>;
+  /**
+   * Puts each inner map into its slot with one BPF_MAP_UPDATE_BATCH: one
+   * grace period for all of them on kernels that batch outer maps. The
+   * kernel applies them in order and stops at the first failure; the error
+   * then carries `processed`, how many were applied.
+   */
+  setInnerBatch(keys: readonly Buffer[], inners: readonly KernelMap[]): Promise<void>;
   /** The id of the inner map in the slot, or null when the slot is empty. */
   innerId(key: Buffer): number | null;
 }

@@ -1,60 +1,173 @@
 // The one path every outer-map update takes. Each update waits one RCU grace
 // period in the kernel (KERNEL-NOTES), so updates run in the addon's worker
-// threads, a bounded number at a time; callers past the bound are refused at
-// once (503) rather than queued without limit. Batching concurrent swaps into
-// one BPF_MAP_UPDATE_BATCH later is a change to this file alone.
+// threads, a bounded number at a time, and callers past the bound are refused
+// at once (503) rather than queued without limit.
+//
+// Group commit: while an update of an outer map is in the kernel, the swaps
+// that arrive for other slots of the same map wait, and then go together in
+// one BPF_MAP_UPDATE_BATCH, which waits for one grace period instead of one
+// each. Every caller still gets its own result: the kernel stops a batch at
+// its first failure and says how far it got, so that element fails alone and
+// the rest is sent again. Two swaps of one slot never meet in a batch (the
+// slot service runs a slot's writes one at a time), so order within a slot
+// is kept. A kernel that cannot batch outer maps gets single updates.
 import type { KernelMap, KernelOuterMap } from './ports';
 import { mimdError, SwapQueueFullError } from './errors';
 
 export interface SwapQueueOptions {
   /** updates allowed to wait or run at once; beyond it, SwapQueueFullError */
   capacity: number;
-  /** updates in flight in the kernel at once */
+  /** updates (single or batched) in flight in the kernel at once */
   concurrency: number;
+  /** most swaps in one batch */
+  maxBatch?: number;
 }
 
 export interface SwapOutcome {
-  /** wall time of the kernel update, milliseconds */
+  /** wall time of the kernel update that applied this swap, milliseconds */
   swapMs: number;
+  /** how many swaps that update applied (1: a single update) */
+  batchSize: number;
+}
+
+interface PendingSwap {
+  key: Buffer;
+  inner: KernelMap;
+  resolve: (outcome: SwapOutcome) => void;
+  reject: (err: unknown) => void;
+}
+
+/** The swaps of one outer map: at most one update of it in the kernel at a time. */
+interface Lane {
+  busy: boolean;
+  pending: PendingSwap[];
+}
+
+const DEFAULT_MAX_BATCH = 256;
+
+/** How a kernel without batch operations on an outer map refuses them. */
+function unsupported(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return code === 'ENOTSUPP' || code === 'EOPNOTSUPP';
 }
 
 export class SwapQueue {
   private running = 0;
+  private queued = 0;
   private readonly waiting: (() => void)[] = [];
+  private readonly lanes = new WeakMap<KernelOuterMap, Lane>();
+  /** outer maps the kernel refused a batch update for */
+  private readonly noBatch = new WeakSet<KernelOuterMap>();
+  private readonly maxBatch: number;
 
-  constructor(private readonly options: SwapQueueOptions) {}
+  constructor(private readonly options: SwapQueueOptions) {
+    this.maxBatch = options.maxBatch ?? DEFAULT_MAX_BATCH;
+  }
 
   /** Number of updates waiting or in flight. */
   get depth(): number {
-    return this.running + this.waiting.length;
+    return this.queued;
   }
 
-  /** Puts `inner` into the slot `key` of `outer`. */
+  /** Puts `inner` into the slot `key` of `outer`, batched with concurrent swaps of the same outer map. */
   set(outer: KernelOuterMap, key: Buffer, inner: KernelMap): Promise<SwapOutcome> {
-    return this.run(() => outer.setInner(key, inner));
+    this.admit();
+    this.queued++;
+    let lane = this.lanes.get(outer);
+    if (!lane) {
+      lane = { busy: false, pending: [] };
+      this.lanes.set(outer, lane);
+    }
+    const promise = new Promise<SwapOutcome>((resolve, reject) => lane.pending.push({ key, inner, resolve, reject }));
+    this.pump(outer, lane);
+    return promise.finally(() => {
+      this.queued--;
+    });
   }
 
   /** Empties the slot `key` of `outer`; resolves whether it held a map. */
-  clear(outer: KernelOuterMap, key: Buffer): Promise<SwapOutcome & { held: boolean }> {
-    let held = false;
-    return this.run(async () => {
-      held = await outer.delete(key);
-    }).then((outcome) => ({ ...outcome, held }));
+  async clear(outer: KernelOuterMap, key: Buffer): Promise<SwapOutcome & { held: boolean }> {
+    this.admit();
+    this.queued++;
+    try {
+      await this.acquire();
+      const started = process.hrtime.bigint();
+      try {
+        const held = await outer.delete(key);
+        return { swapMs: elapsedMs(started), batchSize: 1, held };
+      } finally {
+        this.release();
+      }
+    } finally {
+      this.queued--;
+    }
   }
 
-  private async run(update: () => Promise<void>): Promise<SwapOutcome> {
-    if (this.depth >= this.options.capacity) {
+  private admit(): void {
+    if (this.queued >= this.options.capacity) {
       throw mimdError(SwapQueueFullError, `swap queue full (${this.options.capacity} updates waiting): retry later`, {
         retryAfter: 1,
       });
     }
-    await this.acquire();
+  }
+
+  /** Starts the next update of an outer map unless one is in the kernel. */
+  private pump(outer: KernelOuterMap, lane: Lane): void {
+    if (lane.busy || lane.pending.length === 0) return;
+    lane.busy = true;
+    void (async () => {
+      await this.acquire();
+      // Everything that arrived while waiting for a place goes in this update.
+      const batch = lane.pending.splice(0, this.maxBatch);
+      try {
+        await this.apply(outer, batch);
+      } finally {
+        this.release();
+        lane.busy = false;
+        this.pump(outer, lane);
+      }
+    })();
+  }
+
+  private async apply(outer: KernelOuterMap, batch: PendingSwap[]): Promise<void> {
+    let rest = batch;
+    while (rest.length > 0) {
+      if (rest.length === 1 || this.noBatch.has(outer)) {
+        await Promise.all(rest.map((swap) => this.single(outer, swap)));
+        return;
+      }
+      const started = process.hrtime.bigint();
+      try {
+        await outer.setInnerBatch(
+          rest.map((s) => s.key),
+          rest.map((s) => s.inner),
+        );
+        const outcome = { swapMs: elapsedMs(started), batchSize: rest.length };
+        for (const swap of rest) swap.resolve(outcome);
+        return;
+      } catch (err) {
+        const processed = Math.min(rest.length, Math.max(0, Number((err as { processed?: unknown }).processed ?? 0) || 0));
+        const outcome = { swapMs: elapsedMs(started), batchSize: processed };
+        for (const swap of rest.slice(0, processed)) swap.resolve(outcome);
+        if (processed === 0 && unsupported(err)) {
+          // This kernel cannot batch outer maps (5.10): single updates from now on.
+          this.noBatch.add(outer);
+          rest = rest.slice(0);
+          continue;
+        }
+        rest[processed]?.reject(err);
+        rest = rest.slice(processed + 1);
+      }
+    }
+  }
+
+  private async single(outer: KernelOuterMap, swap: PendingSwap): Promise<void> {
     const started = process.hrtime.bigint();
     try {
-      await update();
-      return { swapMs: Number(process.hrtime.bigint() - started) / 1e6 };
-    } finally {
-      this.release();
+      await outer.setInner(swap.key, swap.inner);
+      swap.resolve({ swapMs: elapsedMs(started), batchSize: 1 });
+    } catch (err) {
+      swap.reject(err);
     }
   }
 
@@ -72,4 +185,8 @@ export class SwapQueue {
     if (next) next();
     else this.running--;
   }
+}
+
+function elapsedMs(started: bigint): number {
+  return Number(process.hrtime.bigint() - started) / 1e6;
 }

@@ -96,6 +96,15 @@ export class OuterMapAdapter extends MapAdapter implements KernelOuterMap {
     await this.map.update(key, value, mode);
   }
 
+  async setInnerBatch(keys: readonly Buffer[], inners: readonly KernelMap[]): Promise<void> {
+    const values = Buffer.alloc(inners.length * 4);
+    inners.forEach((inner, i) => {
+      if (!(inner instanceof MapAdapter)) throw new TypeError('inner: not a map of this kernel layer');
+      values.writeUInt32LE(inner.fd, i * 4);
+    });
+    await this.map.updateBatch(Buffer.concat(keys as Buffer[]), values);
+  }
+
   innerId(key: Buffer): number | null {
     return this.map.lookup(key)?.readUInt32LE(0) ?? null;
   }
