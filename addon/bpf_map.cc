@@ -125,8 +125,11 @@ class UpdateBatchWorker : public PromiseWorker {
     opts.elem_flags = flags_;
     __u32 count = count_;
     int ret = bpf_map_update_batch(fd_.get(), keys_.data(), values_.data(), &count, &opts);
-    processed_ = count;
-    if (ret < 0) Fail(ErrFromRet(ret), "bpf_map_update_batch", std::to_string(count) + " of " + std::to_string(count_) + " elements written");
+    // The kernel writes the count back only from inside its element loop: a
+    // batch refused as a whole (frozen map, no batch support) leaves it as
+    // sent, and a failure can never have processed every element.
+    processed_ = ret < 0 && count >= count_ ? 0 : count;
+    if (ret < 0) Fail(ErrFromRet(ret), "bpf_map_update_batch", std::to_string(processed_) + " of " + std::to_string(count_) + " elements written");
   }
   Napi::Value Result(Napi::Env env) override { return Napi::Number::New(env, processed_); }
   // The kernel stops at the first failing element: say how far it got.
@@ -148,8 +151,8 @@ class DeleteBatchWorker : public PromiseWorker {
     LIBBPF_OPTS(bpf_map_batch_opts, opts);
     __u32 count = count_;
     int ret = bpf_map_delete_batch(fd_.get(), keys_.data(), &count, &opts);
-    processed_ = count;
-    if (ret < 0) Fail(ErrFromRet(ret), "bpf_map_delete_batch", std::to_string(count) + " of " + std::to_string(count_) + " elements deleted");
+    processed_ = ret < 0 && count >= count_ ? 0 : count;  // as for updates
+    if (ret < 0) Fail(ErrFromRet(ret), "bpf_map_delete_batch", std::to_string(processed_) + " of " + std::to_string(count_) + " elements deleted");
   }
   Napi::Value Result(Napi::Env env) override { return Napi::Number::New(env, processed_); }
   void Decorate(Napi::Error& error) override { error.Set("processed", Napi::Number::New(error.Env(), processed_)); }

@@ -61,7 +61,7 @@ export class SwapQueue {
   private readonly maxBatch: number;
 
   constructor(private readonly options: SwapQueueOptions) {
-    this.maxBatch = options.maxBatch ?? DEFAULT_MAX_BATCH;
+    this.maxBatch = Math.max(1, Math.floor(options.maxBatch ?? DEFAULT_MAX_BATCH));
   }
 
   /** Number of updates waiting or in flight. */
@@ -71,7 +71,11 @@ export class SwapQueue {
 
   /** Puts `inner` into the slot `key` of `outer`, batched with concurrent swaps of the same outer map. */
   set(outer: KernelOuterMap, key: Buffer, inner: KernelMap): Promise<SwapOutcome> {
-    this.admit();
+    try {
+      this.admit();
+    } catch (err) {
+      return Promise.reject(err);
+    }
     this.queued++;
     let lane = this.lanes.get(outer);
     if (!lane) {
@@ -122,42 +126,68 @@ export class SwapQueue {
       try {
         await this.apply(outer, batch);
       } finally {
-        this.release();
         lane.busy = false;
         this.pump(outer, lane);
       }
     })();
   }
 
+  /** Applies a batch; called holding one place, which it gives back. */
   private async apply(outer: KernelOuterMap, batch: PendingSwap[]): Promise<void> {
     let rest = batch;
-    while (rest.length > 0) {
-      if (rest.length === 1 || this.noBatch.has(outer)) {
-        await Promise.all(rest.map((swap) => this.single(outer, swap)));
-        return;
-      }
-      const started = process.hrtime.bigint();
-      try {
-        await outer.setInnerBatch(
-          rest.map((s) => s.key),
-          rest.map((s) => s.inner),
-        );
-        const outcome = { swapMs: elapsedMs(started), batchSize: rest.length };
-        for (const swap of rest) swap.resolve(outcome);
-        return;
-      } catch (err) {
-        const processed = Math.min(rest.length, Math.max(0, Number((err as { processed?: unknown }).processed ?? 0) || 0));
-        const outcome = { swapMs: elapsedMs(started), batchSize: processed };
-        for (const swap of rest.slice(0, processed)) swap.resolve(outcome);
-        if (processed === 0 && unsupported(err)) {
-          // This kernel cannot batch outer maps (5.10): single updates from now on.
-          this.noBatch.add(outer);
-          rest = rest.slice(0);
-          continue;
+    let holding = true;
+    try {
+      while (rest.length > 1 && !this.noBatch.has(outer)) {
+        const started = process.hrtime.bigint();
+        try {
+          await outer.setInnerBatch(
+            rest.map((s) => s.key),
+            rest.map((s) => s.inner),
+          );
+          const outcome = { swapMs: elapsedMs(started), batchSize: rest.length };
+          for (const swap of rest) swap.resolve(outcome);
+          return;
+        } catch (err) {
+          const reported = (err as { processed?: unknown }).processed;
+          if (typeof reported !== 'number') {
+            // Failed before the kernel saw it: no element is to blame; each gets its own try.
+            break;
+          }
+          // A failed batch cannot have applied every element: a count that
+          // says so is the one sent, left as it was by a refusal of the whole.
+          const processed = reported >= rest.length ? 0 : Math.max(0, Math.floor(reported));
+          if (processed === 0 && unsupported(err)) {
+            // This kernel cannot batch outer maps (5.10): single updates from now on.
+            this.noBatch.add(outer);
+            break;
+          }
+          const outcome = { swapMs: elapsedMs(started), batchSize: processed };
+          for (const swap of rest.slice(0, processed)) swap.resolve(outcome);
+          rest[processed]?.reject(err);
+          rest = rest.slice(processed + 1);
         }
-        rest[processed]?.reject(err);
-        rest = rest.slice(processed + 1);
       }
+      if (rest.length === 0) return;
+      if (rest.length === 1) {
+        await this.single(outer, rest[0] as PendingSwap);
+        return;
+      }
+      // Several single updates: each takes a place of its own, so that
+      // `concurrency` bounds them like any other update.
+      this.release();
+      holding = false;
+      await Promise.all(
+        rest.map(async (swap) => {
+          await this.acquire();
+          try {
+            await this.single(outer, swap);
+          } finally {
+            this.release();
+          }
+        }),
+      );
+    } finally {
+      if (holding) this.release();
     }
   }
 
