@@ -39,6 +39,9 @@ import {
 
 const skip = skipUnlessRoot;
 if (!skip) ensureBuilt();
+// 26 kills and restarts: about a minute on an idle machine, over two on a
+// busy two-CPU one; the suite's 120 s per file is too tight for that.
+t.setTimeout(300_000);
 
 /** Versions kept besides the active one: small, so that swaps prune often. */
 const RETAIN = 2;
