@@ -25,8 +25,8 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 /**
  * Debian packages, one entry each. `tests: true` marks those only `npm test`
- * needs; the tests use nothing beyond `ip`, which the daemon's host needs anyway,
- * so today there are none.
+ * needs: beyond `ip`, which the daemon's host needs anyway, that is what the
+ * container image test (test/container) builds and runs the image with.
  */
 const DEBIAN_PACKAGES = [
   { name: 'clang', why: 'compiles bpf/*.bpf.c with -target bpf' },
@@ -40,6 +40,11 @@ const DEBIAN_PACKAGES = [
   { name: 'make', why: 'builds bpf/ and drives node-gyp' },
   { name: 'g++', why: 'compiles the C++ addon' },
   { name: 'python3', why: 'node-gyp is written in Python' },
+  { name: 'podman', why: 'builds and runs the Dockerfile in test/container (no Docker engine runs here)', tests: true },
+  { name: 'runc', why: "podman's OCI runtime for the test; crun fails on this machine's cgroups", tests: true },
+  { name: 'systemd', why: 'systemd-analyze verifies config/mimd.service (test/unit/systemd.test.ts)', tests: true },
+  { name: 'openssl', why: 'the TLS test makes a self-signed certificate', tests: true },
+  { name: 'debootstrap', why: 'scripts/container-base.sh: the stand-in for the base image, no image registry being reachable', tests: true },
 ];
 
 /** Kernel filesystems the daemon and tests need; `alt` are other accepted mount points. */

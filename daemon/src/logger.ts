@@ -12,7 +12,9 @@ export function createLogger(config: LogConfig, destination?: DestinationStream)
     // ISO time: operators read these lines without pino-pretty.
     timestamp: pino.stdTimeFunctions.isoTime,
   };
-  return destination ? pino(options, destination) : pino(options, pino.destination({ dest: 1, sync: false }));
+  // Synchronous: lines keep their order up to the last one at exit, which an
+  // asynchronous stdout loses when the thread pool is busy with kernel work.
+  return destination ? pino(options, destination) : pino(options, pino.destination({ dest: 1, sync: true }));
 }
 
 /** Resolves once everything logged so far has reached the destination. */

@@ -9,6 +9,11 @@ import { stringify as stringifyYaml } from 'yaml';
 import closeWithGrace from 'close-with-grace';
 import { ConfigError, defaultConfigFile, loadConfig } from './config/load';
 import { ListenerError } from './listeners';
+import createError from '@fastify/error';
+import { mimdError } from './domain/errors';
+
+/** POST /v1/reload with a configuration mimd refuses: nothing changed. */
+const ReloadRefusedError = createError('MIMD_CONFIG', '%s', 422);
 import { TokenSchema, type Config } from './config/schema';
 import { createLogger, flushLogger, type Logger } from './logger';
 import { HostService, isHostError, purgeOwned, type HostError } from './domain/host';
@@ -210,7 +215,7 @@ async function main(): Promise<void> {
       next = loadConfig(args.config);
     } catch (err) {
       log.error({ err: { message: (err as Error).message } }, 'reload refused: the configuration has errors; nothing changed');
-      throw err;
+      throw mimdError(ReloadRefusedError, (err as Error).message, { field: 'config' });
     }
     access.reload({ tokens: next.api.tokens, socketScope: next.api.socket?.scope ?? 'read' });
     limits = { maxEntries: next.api.maxEntries, rateLimit: { ...next.api.rateLimit } };

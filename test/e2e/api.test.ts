@@ -2,6 +2,7 @@
 // codes and response shapes, and every write checked against the kernel
 // (bpftool) and bpffs rather than against the daemon's own answers.
 import t from 'tap';
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import Ajv from 'ajv';
@@ -29,8 +30,8 @@ if (!skip) ensureBuilt();
 const ISO_DATE = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 const keysOf = (o: object): string[] => Object.keys(o).sort();
 
-const SWAP_RESULT_KEYS = ['created', 'entryCount', 'mapId', 'previousVersion', 'slot', 'swapMs', 'version'];
-const VERSION_KEYS = ['activatedAt', 'createdAt', 'entryCount', 'labels', 'mapId', 'maxEntries', 'pinPath', 'state', 'version'];
+const SWAP_RESULT_KEYS = ['created', 'digest', 'entryCount', 'mapId', 'previousMapId', 'previousVersion', 'slot', 'swapMs', 'version'];
+const VERSION_KEYS = ['activatedAt', 'createdAt', 'digest', 'entryCount', 'labels', 'mapId', 'maxEntries', 'pinPath', 'state', 'version'];
 const SLOT_SUMMARY_KEYS = ['activeVersion', 'createdAt', 'drift', 'entryCount', 'labels', 'mapId', 'slot'];
 const SLOT_DETAIL_KEYS = ['activeVersion', 'drift', 'installedMapId', 'kernelMapId', 'slot', 'versions'];
 const MAP_VIEW_KEYS = ['innerTemplate', 'keySize', 'mapId', 'maxEntries', 'name', 'object', 'pinPath', 'slotsInUse', 'type'];
@@ -38,6 +39,12 @@ const MAP_VIEW_KEYS = ['innerTemplate', 'keySize', 'mapId', 'maxEntries', 'name'
 /** Addresses in numeric order, for answers whose order is the kernel's. */
 const byAddress = (a: string, b: string): number => ipv4ToBeU32Buffer(a).compare(ipv4ToBeU32Buffer(b));
 const byKey = <E extends { key: string }>(a: E, b: E): number => byAddress(a.key, b.key);
+
+/** sha256 of byte strings given as hex, in order: the digest a version or a patch should carry. */
+const sha256 = (...hexParts: string[]): string => createHash('sha256').update(Buffer.from(hexParts.join(''), 'hex')).digest('hex');
+/** The digest of blocklist content: every key (the address in network order), then every value (one byte), in request order. */
+const blocklistDigest = (entries: [string, number][]): string =>
+  sha256(...entries.map(([key]) => firewallBytes.source(key)), ...entries.map(([, value]) => value.toString(16).padStart(2, '0')));
 
 /** The JSON Schemas of GET /v1/maps/{object}/{map}, checked by a validator of their own. */
 const ajv = addFormats(new Ajv({ strict: true, strictRequired: false, allErrors: true }));
@@ -188,7 +195,8 @@ t.test('every row of the API table', { skip }, async (t) => {
     });
     t.equal(res.status, 201);
     t.same(keysOf(res.body), SWAP_RESULT_KEYS);
-    t.match(res.body, { slot: 0, version: 1, previousVersion: null, mapId: Number, entryCount: 1, swapMs: Number, created: true });
+    t.match(res.body, { slot: 0, version: 1, previousVersion: null, previousMapId: null, mapId: Number, entryCount: 1, swapMs: Number, created: true });
+    t.equal(res.body.digest, blocklistDigest([[A, 1]]), 'digest: sha256 of the key bytes then the value bytes');
     t.equal(res.headers.etag, '"1"');
     v[1] = res.body.mapId;
     t.same(kernelSlots(blocklistId), { [u32Hex(0)]: v[1] }, 'the kernel slot 0 holds version 1');
@@ -203,7 +211,8 @@ t.test('every row of the API table', { skip }, async (t) => {
       ],
     });
     t.equal(res.status, 200);
-    t.match(res.body, { slot: 0, version: 2, previousVersion: 1, entryCount: 2, created: false });
+    t.match(res.body, { slot: 0, version: 2, previousVersion: 1, previousMapId: v[1], entryCount: 2, created: false });
+    t.equal(res.body.digest, blocklistDigest([[A, 1], [B, 1]]), 'digest: both keys, then both values, in request order');
     t.equal(res.headers.etag, '"2"');
     v[2] = res.body.mapId;
     t.not(v[2], v[1], 'a new inner map');
@@ -212,7 +221,7 @@ t.test('every row of the API table', { skip }, async (t) => {
     // If-Match that holds, and maxEntries (HASH templates may be resized).
     res = await api('PUT', '/v1/maps/firewall/blocklist/slots/0', { entries: [{ key: C, value: 1 }], maxEntries: 16 }, { 'if-match': '"2"' });
     t.equal(res.status, 200, 'If-Match "2" matches');
-    t.match(res.body, { version: 3, previousVersion: 2, entryCount: 1 });
+    t.match(res.body, { version: 3, previousVersion: 2, previousMapId: v[2], entryCount: 1, digest: blocklistDigest([[C, 1]]) });
     v[3] = res.body.mapId;
     t.match(kernelMap(v[3]!), { type: 'hash', max_entries: 16 }, 'maxEntries reaches the kernel');
     t.same(kernelSlots(blocklistId), { [u32Hex(0)]: v[3] });
@@ -257,6 +266,11 @@ t.test('every row of the API table', { skip }, async (t) => {
       'newest first',
     );
     t.same(versions[2]?.labels, { owner: 'e2e', 'example.com/ticket': 'T-1' });
+    t.same(
+      versions.map((x) => x.digest),
+      [blocklistDigest([[C, 1]]), blocklistDigest([[A, 1], [B, 1]]), blocklistDigest([[A, 1]])],
+      'each version keeps the digest of its content',
+    );
     for (const version of versions) {
       t.match(version.createdAt, ISO_DATE);
       t.match(version.activatedAt, ISO_DATE);
@@ -270,7 +284,7 @@ t.test('every row of the API table', { skip }, async (t) => {
     });
     t.equal(res.status, 201);
     t.same(keysOf(res.body), VERSION_KEYS);
-    t.match(res.body, { version: 4, state: 'staged', entryCount: 1, maxEntries: 65536, activatedAt: null, labels: { stage: 'yes' } });
+    t.match(res.body, { version: 4, state: 'staged', entryCount: 1, maxEntries: 65536, activatedAt: null, labels: { stage: 'yes' }, digest: blocklistDigest([[D, 1]]) });
     t.match(res.body.createdAt, ISO_DATE);
     t.equal(res.headers.etag, undefined, 'no ETag: staging does not say what is active');
     v[4] = res.body.mapId;
@@ -300,7 +314,7 @@ t.test('every row of the API table', { skip }, async (t) => {
     const res = await api('POST', '/v1/maps/firewall/blocklist/slots/0/versions/4/activate', undefined, { 'if-match': '"3"' });
     t.equal(res.status, 200);
     t.same(keysOf(res.body), SWAP_RESULT_KEYS);
-    t.match(res.body, { slot: 0, version: 4, previousVersion: 3, mapId: v[4], entryCount: 1, created: false });
+    t.match(res.body, { slot: 0, version: 4, previousVersion: 3, previousMapId: v[3], mapId: v[4], entryCount: 1, created: false, digest: blocklistDigest([[D, 1]]) });
     t.equal(res.headers.etag, '"4"');
     t.same(kernelSlots(blocklistId), { [u32Hex(0)]: v[4] }, 'the kernel slot holds version 4');
     const versions = await api('GET', '/v1/maps/firewall/blocklist/slots/0/versions');
@@ -312,16 +326,16 @@ t.test('every row of the API table', { skip }, async (t) => {
     let res = await api('POST', '/v1/maps/firewall/blocklist/slots/0/rollback');
     t.equal(res.status, 200);
     t.same(keysOf(res.body), SWAP_RESULT_KEYS);
-    t.match(res.body, { version: 3, previousVersion: 4, mapId: v[3], created: false }, 'no body: the previous active version');
+    t.match(res.body, { version: 3, previousVersion: 4, previousMapId: v[4], mapId: v[3], created: false, digest: blocklistDigest([[C, 1]]) }, 'no body: the previous active version');
     t.equal(res.headers.etag, '"3"');
     t.same(kernelSlots(blocklistId), { [u32Hex(0)]: v[3] });
 
     res = await api('POST', '/v1/maps/firewall/blocklist/slots/0/rollback', {});
-    t.match(res, { status: 200, body: { version: 4, previousVersion: 3, mapId: v[4] } }, '{}: the previous active version again');
+    t.match(res, { status: 200, body: { version: 4, previousVersion: 3, previousMapId: v[3], mapId: v[4] } }, '{}: the previous active version again');
     t.same(kernelSlots(blocklistId), { [u32Hex(0)]: v[4] });
 
     res = await api('POST', '/v1/maps/firewall/blocklist/slots/0/rollback', { version: 1 }, { 'if-match': '"4"' });
-    t.match(res, { status: 200, body: { version: 1, previousVersion: 4, mapId: v[1] } }, '{version: 1}');
+    t.match(res, { status: 200, body: { version: 1, previousVersion: 4, previousMapId: v[4], mapId: v[1], digest: blocklistDigest([[A, 1]]) } }, '{version: 1}');
     t.equal(res.headers.etag, '"1"');
     t.same(kernelSlots(blocklistId), { [u32Hex(0)]: v[1] });
     t.same(kernelEntries(v[1]!), { [firewallBytes.source(A)]: '01' });
@@ -329,7 +343,7 @@ t.test('every row of the API table', { skip }, async (t) => {
 
   await t.test('retention: the active version plus `retain` (3) others; older ones unpinned and freed', async (t) => {
     const res = await api('PUT', '/v1/maps/firewall/blocklist/slots/0', { entries: [] });
-    t.match(res, { status: 200, body: { version: 5, previousVersion: 1, entryCount: 0 } });
+    t.match(res, { status: 200, body: { version: 5, previousVersion: 1, previousMapId: v[1], entryCount: 0, digest: sha256() } }, 'empty content: the digest of nothing');
     v[5] = res.body.mapId;
     const versions = await api('GET', '/v1/maps/firewall/blocklist/slots/0/versions');
     t.same(
@@ -418,7 +432,22 @@ t.test('every row of the API table', { skip }, async (t) => {
       { 'if-match': '"1"' },
     );
     t.equal(res.status, 200);
-    t.same(res.body, { slot: 1, version: 1, upserted: 2, deleted: 1, entryCount: 25 });
+    t.same(res.body, {
+      slot: 1,
+      version: 1,
+      upserted: 2,
+      deleted: 1,
+      entryCount: 25,
+      // each upserted key with its value, then the deleted keys, as sent
+      digest: sha256(
+        firewallBytes.source('10.1.0.26'),
+        '01',
+        firewallBytes.source('10.1.0.1'),
+        '02',
+        firewallBytes.source('10.1.0.2'),
+        firewallBytes.source('10.1.3.231'),
+      ),
+    });
     t.equal(res.headers.etag, '"1"');
     t.same(kernelSlots(blocklistId)[u32Hex(1)], slot1MapId, 'the same inner map is in the slot');
     const entries = kernelEntries(slot1MapId);
@@ -433,7 +462,7 @@ t.test('every row of the API table', { skip }, async (t) => {
   await t.test('DELETE a slot: empty in the kernel, versions kept for rollback', async (t) => {
     let res = await api('DELETE', '/v1/maps/firewall/blocklist/slots/1', undefined, { 'if-match': '"1"' });
     t.equal(res.status, 200);
-    t.same(res.body, { slot: 1, previousVersion: 1 });
+    t.same(res.body, { slot: 1, previousVersion: 1, previousMapId: slot1MapId });
     t.equal(res.headers.etag, '"none"');
     t.same(kernelSlots(blocklistId), { [u32Hex(0)]: v[5] }, 'slot 1 is empty in the kernel');
     t.same(pinsOf('blocklist', 1), ['1'], 'the version stays pinned');
@@ -451,7 +480,7 @@ t.test('every row of the API table', { skip }, async (t) => {
     );
 
     res = await api('POST', '/v1/maps/firewall/blocklist/slots/1/rollback');
-    t.match(res, { status: 200, body: { slot: 1, version: 1, previousVersion: null, mapId: slot1MapId, created: true } }, 'rollback refills it');
+    t.match(res, { status: 200, body: { slot: 1, version: 1, previousVersion: null, previousMapId: null, mapId: slot1MapId, created: true } }, 'rollback refills it');
     t.same(kernelSlots(blocklistId)[u32Hex(1)], slot1MapId);
 
     t.equal((await api('DELETE', '/v1/maps/firewall/blocklist/slots/1')).status, 200);
@@ -467,6 +496,11 @@ t.test('every row of the API table', { skip }, async (t) => {
       ],
     });
     t.match(res, { status: 201, body: { slot: 7, version: 1, created: true, entryCount: 2 } });
+    t.equal(
+      res.body.digest,
+      sha256(firewallBytes.prefix('192.0.2.0/24'), firewallBytes.prefix('198.51.100.7/32'), firewallBytes.verdict('drop'), firewallBytes.verdict('pass')),
+      'digest: struct policy_key bytes, then struct policy_value bytes',
+    );
     const mapId = res.body.mapId as number;
     t.same(kernelSlots(policyId), { [u32Hex(7)]: mapId }, 'the kernel holds it under key 7');
     t.match(kernelMap(mapId), { type: 'lpm_trie', max_entries: 16384, flags: 1 }, 'LPM_TRIE with BPF_F_NO_PREALLOC');
@@ -496,7 +530,8 @@ t.test('every row of the API table', { skip }, async (t) => {
     res = await api('PUT', `/v1/maps/firewall/policy/slots/0x${u32Hex(7)}`, {
       entries: [{ key: `0x${firewallBytes.prefix('203.0.113.77/24')}`, value: `0x${firewallBytes.verdict('drop')}` }],
     });
-    t.match(res, { status: 200, body: { slot: 7, version: 2, previousVersion: 1, entryCount: 1 } }, 'a PUT of raw hex by the hex slot');
+    t.match(res, { status: 200, body: { slot: 7, version: 2, previousVersion: 1, previousMapId: mapId, entryCount: 1 } }, 'a PUT of raw hex by the hex slot');
+    t.equal(res.body.digest, sha256(firewallBytes.prefix('203.0.113.0/24'), firewallBytes.verdict('drop')), 'digest of the key as the kernel holds it (host bits zeroed)');
     t.same(
       kernelEntries(res.body.mapId),
       { [firewallBytes.prefix('203.0.113.0/24')]: firewallBytes.verdict('drop') },

@@ -6,6 +6,8 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as https from 'node:https';
 import * as path from 'node:path';
 import { once } from 'node:events';
 import { endianness } from 'node:os';
@@ -155,6 +157,10 @@ export interface Exit {
 
 export interface Daemon {
   child: ChildProcess;
+  /** the override file the daemon was started with (rewrite it and SIGHUP to reload) */
+  configFile: string;
+  /** the configuration as written to configFile (with the state directory the helper chose) */
+  config: Record<string, unknown>;
   /** every JSON line the daemon wrote to stdout so far */
   logs: Record<string, unknown>[];
   stderr: () => string;
@@ -186,10 +192,11 @@ function daemonEnv(): NodeJS.ProcessEnv {
   return env;
 }
 
-/** Writes `config` to a test directory: the mimd.yaml path. */
-function writeConfig(t: TestLike, config: object): string {
-  const dir = t.testdir({ 'mimd.yaml': JSON.stringify(withStateDir(t, config), null, 2) });
-  return path.join(dir, 'mimd.yaml');
+/** Writes `config` to a test directory: the mimd.yaml path and what it holds. */
+function writeConfig(t: TestLike, config: object): { file: string; written: Record<string, unknown> } {
+  const written = withStateDir(t, config) as Record<string, unknown>;
+  const dir = t.testdir({ 'mimd.yaml': JSON.stringify(written, null, 2) });
+  return { file: path.join(dir, 'mimd.yaml'), written };
 }
 
 /**
@@ -198,7 +205,7 @@ function writeConfig(t: TestLike, config: object): string {
  * failed, its last log lines and stderr are printed for diagnosis.
  */
 export function startDaemon(t: TestLike, config: object, options: StartOptions = {}): Daemon {
-  const file = writeConfig(t, config);
+  const { file, written } = writeConfig(t, config);
   const dir = path.dirname(file);
   const child = spawn(process.execPath, [MAIN, '--config', file], {
     cwd: dir, // object paths must not depend on the current directory
@@ -209,6 +216,13 @@ export function startDaemon(t: TestLike, config: object, options: StartOptions =
     code: code as number | null,
     signal: signal as NodeJS.Signals | null,
   }));
+  // When tap times a file out it ends this process without running teardowns:
+  // the daemon must not outlive it (its pins and interfaces still do).
+  const killOnExit = (): void => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  };
+  process.once('exit', killOnExit);
+  void exited.then(() => process.removeListener('exit', killOnExit));
 
   const logs: Record<string, unknown>[] = [];
   const waiters: { msg: string; resolve: (line: Record<string, unknown>) => void }[] = [];
@@ -248,6 +262,8 @@ export function startDaemon(t: TestLike, config: object, options: StartOptions =
 
   return {
     child,
+    configFile: file,
+    config: written,
     logs,
     stderr: () => stderr,
     exited,
@@ -318,6 +334,48 @@ export function apiClient(baseUrl: string, token: string | null = TEST_TOKEN): A
   };
 }
 
+/** Where nodeApiClient sends requests: a unix socket, or HTTPS trusting `ca` (node's own CAs without it). */
+export type ApiTarget = { socketPath: string } | { host: string; port: number; ca?: Buffer | string };
+
+/**
+ * apiClient over node:http or node:https, for what fetch cannot reach without
+ * extra packages: the unix socket, and TLS with a CA of the test's own.
+ * `token` null sends no Authorization unless a request sets one.
+ */
+export function nodeApiClient(target: ApiTarget, token: string | null = null): Api {
+  return (method, urlPath, body, headers = {}) => {
+    const sent: Record<string, string> = { ...headers };
+    if (sent.authorization === undefined && token !== null) sent.authorization = `Bearer ${token}`;
+    if (sent.authorization === '') delete sent.authorization;
+    const payload = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
+    if (payload !== undefined) {
+      sent['content-type'] ??= 'application/json';
+      sent['content-length'] = String(Buffer.byteLength(payload));
+    }
+    return new Promise<ApiResponse>((resolve, reject) => {
+      const done = (res: http.IncomingMessage): void => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (text += chunk));
+        res.on('error', reject);
+        res.on('end', () => {
+          const out: Record<string, string> = {};
+          for (const [name, value] of Object.entries(res.headers)) if (value !== undefined) out[name] = Array.isArray(value) ? value.join(', ') : value;
+          let parsed: unknown = text;
+          if ((out['content-type'] ?? '').startsWith('application/json') && text !== '') parsed = JSON.parse(text);
+          resolve({ status: res.statusCode ?? 0, headers: out, body: parsed });
+        });
+      };
+      const request =
+        'socketPath' in target
+          ? http.request({ socketPath: target.socketPath, method, path: urlPath, headers: sent, agent: false }, done)
+          : https.request({ host: target.host, port: target.port, ...(target.ca === undefined ? {} : { ca: target.ca }), method, path: urlPath, headers: sent, agent: false }, done);
+      request.on('error', reject);
+      request.end(payload);
+    });
+  };
+}
+
 /** startDaemon, then waits for "started" and reads the port it listens on. */
 export async function startApi(t: TestLike, config: object, options: StartOptions = {}): Promise<RunningDaemon> {
   const daemon = startDaemon(t, config, options);
@@ -356,7 +414,7 @@ export interface CommandResult extends Exit {
  * exited: `node dist/daemon/src/main.js <args...> --config <file>`.
  */
 export async function runMimd(t: TestLike, args: string[], config: object, timeoutMs = 20_000): Promise<CommandResult> {
-  const file = writeConfig(t, config);
+  const { file } = writeConfig(t, config);
   const child = spawn(process.execPath, [MAIN, ...args, '--config', file], {
     cwd: path.dirname(file),
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -656,4 +714,77 @@ export async function probeVerdicts(probe: TrafficProbe, expected: Record<string
   }
   if (xdpProgram(probe.ifname)?.id !== prog?.id) failures.push(`the program on ${probe.ifname} changed during the probe`);
   return failures;
+}
+
+// ---------------------------------------------------------------------------
+// Audit records and metrics, as the daemon writes and serves them.
+
+/** Every record of an audit file (JSON lines); [] while the file does not exist. */
+export function readAudit(file: string): Record<string, any>[] {
+  if (!fs.existsSync(file)) return [];
+  return fs
+    .readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((line) => line !== '')
+    .map((line) => JSON.parse(line) as Record<string, any>);
+}
+
+/**
+ * Waits until the audit file holds at least `count` records (a record is
+ * written once the response is on its way, so it may trail the response a
+ * little), then a moment more for any record that should not be there.
+ */
+export async function waitForAudit(file: string, count: number, timeoutMs = 3_000): Promise<Record<string, any>[]> {
+  for (const deadline = Date.now() + timeoutMs; readAudit(file).length < count && Date.now() < deadline; ) await sleep(20);
+  await sleep(100);
+  return readAudit(file);
+}
+
+export interface MetricSample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+/** The samples of a Prometheus text exposition. */
+export function metricSamples(text: string): MetricSample[] {
+  const samples: MetricSample[] = [];
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)/.exec(line);
+    if (!match) continue;
+    const labels: Record<string, string> = {};
+    for (const [, key, value] of (match[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[key!] = value!;
+    samples.push({ name: match[1]!, labels, value: Number(match[3]) });
+  }
+  return samples;
+}
+
+/** The value of the sample `name` whose labels include `labels`; null when there is none. */
+export function metricValue(text: string, name: string, labels: Record<string, string> = {}): number | null {
+  const sample = metricSamples(text).find((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v));
+  return sample ? sample.value : null;
+}
+
+export interface FirewallKernelView {
+  /** slot key (hex, memory order) -> inner map id, per outer map */
+  blocklist: Record<string, number>;
+  policy: Record<string, number>;
+  /** the entries of every inner map in a slot: map id -> key hex -> value hex */
+  entries: Record<number, Record<string, string>>;
+}
+
+/**
+ * Everything the example firewall's outer maps hold under `pinRoot`, read
+ * with bpftool (two processes): to check that a refused request changed
+ * nothing, without asking the daemon.
+ */
+export function firewallKernelView(pinRoot: string): FirewallKernelView {
+  const pin = (map: string): string => path.join(pinRoot, 'firewall', 'maps', map);
+  const [blocklist, policy] = bpftoolBatch([
+    ['map', 'dump', 'pinned', pin('blocklist')],
+    ['map', 'dump', 'pinned', pin('policy')],
+  ]).map((dump) => slotsOf(dump as { key: string[]; value: string[] }[] | null)) as [Record<string, number>, Record<string, number>];
+  const inner = [...new Set([...Object.values(blocklist), ...Object.values(policy)])].sort((a, b) => a - b);
+  return { blocklist, policy, entries: kernelEntriesOf(inner) };
 }

@@ -2,7 +2,13 @@
 // every method answers a fixed, plausible DTO unless a test replaces it with
 // on() or makes it fail with fail(). It keeps no state: the HTTP layer's job
 // is to pass requests through and render answers, not to keep slots.
+// testApp() builds the real app over it: by default as the unix socket's app
+// with an admin peer (so route tests need no token), with the TOKENS known,
+// audit records collected and loose limits; tests of access, audit and
+// limits override those.
+import type { Socket } from 'node:net';
 import pino from 'pino';
+import type { Scope, TokenConfig } from '../../daemon/src/config/schema';
 import type {
   ClearResult,
   EntryPage,
@@ -18,7 +24,10 @@ import type {
   VersionBody,
   VersionView,
 } from '../../daemon/src/domain/slots-api';
-import { buildApp, type App } from '../../daemon/src/http/app';
+import { buildApp, type App, type Limits, type ReloadResult } from '../../daemon/src/http/app';
+import type { AuditRecord } from '../../daemon/src/http/audit';
+import { AccessControl, tokenDigest, type Transport } from '../../daemon/src/http/auth';
+import { Metrics } from '../../daemon/src/http/metrics';
 
 /** A schema as the typed codec gives it, nested, to check it passes through whole. */
 export const ENTRY_SCHEMA = {
@@ -59,6 +68,7 @@ export const VERSION_2: VersionView = {
   activatedAt: '2025-01-01T00:00:01.000Z',
   labels: { owner: 'ops' },
   pinPath: '/sys/fs/bpf/mimd/firewall/blocklist/0/2',
+  digest: 'a'.repeat(64),
 };
 
 export const VERSION_1: VersionView = {
@@ -69,6 +79,7 @@ export const VERSION_1: VersionView = {
   activatedAt: '2024-12-31T00:00:00.000Z',
   labels: {},
   pinPath: '/sys/fs/bpf/mimd/firewall/blocklist/0/1',
+  digest: null,
 };
 
 export const STAGED_3: VersionView = {
@@ -78,6 +89,7 @@ export const STAGED_3: VersionView = {
   mapId: 60,
   activatedAt: null,
   pinPath: '/sys/fs/bpf/mimd/firewall/blocklist/0/3',
+  digest: 'c'.repeat(64),
 };
 
 export const SLOT_DETAIL: SlotDetail = {
@@ -94,7 +106,9 @@ export const SWAP: SwapResult = {
   version: 3,
   previousVersion: 2,
   mapId: 60,
+  previousMapId: 57,
   entryCount: 1,
+  digest: 'c'.repeat(64),
   swapMs: 0.042,
   created: false,
 };
@@ -104,9 +118,12 @@ export const PAGE: EntryPage = {
   nextCursor: null,
 };
 
-export const PATCHED: PatchResult = { slot: 0, version: 2, upserted: 1, deleted: 1, entryCount: 1 };
+export const PATCHED: PatchResult = { slot: 0, version: 2, upserted: 1, deleted: 1, entryCount: 1, digest: 'd'.repeat(64) };
 
-export const CLEARED: ClearResult = { slot: 0, previousVersion: 2 };
+export const CLEARED: ClearResult = { slot: 0, previousVersion: 2, previousMapId: 57 };
+
+/** The SlotsApi methods that change what is in a slot. */
+export const CHANGES: ReadonlySet<keyof SlotsApi> = new Set(['putSlot', 'stageVersion', 'activate', 'rollback', 'patchEntries', 'clearSlot']);
 
 export interface Call {
   method: keyof SlotsApi;
@@ -142,6 +159,20 @@ export class FakeSlots implements SlotsApi {
   /** Calls to anything but ready() (which the probes use). */
   serviceCalls(): Call[] {
     return this.calls.filter((c) => c.method !== 'ready');
+  }
+
+  /**
+   * Calls to anything but ready() and getSlot(): the audit record of a failed
+   * change to a slot reads what the slot holds now with getSlot(), after the
+   * answer. For a refused change this is what the handler called: nothing.
+   */
+  callsBesidesAudit(): Call[] {
+    return this.calls.filter((c) => c.method !== 'ready' && c.method !== 'getSlot');
+  }
+
+  /** Calls to the methods that change something. */
+  changes(): Call[] {
+    return this.calls.filter((c) => CHANGES.has(c.method));
   }
 
   private call<T>(method: keyof SlotsApi, args: unknown[], answer: () => T): T {
@@ -195,21 +226,103 @@ interface Teardown {
   teardown(fn: () => void | Promise<void>): void;
 }
 
+/** Bearer tokens the test apps know, as clients send them. */
+export const TOKENS = {
+  admin: 'admin-token-0123456789abcdef',
+  writer: 'writer-token-0123456789abcdef',
+  reader: 'reader-token-0123456789abcdef',
+  /** write, but only on firewall/blocklist */
+  blocklist: 'blocklist-token-0123456789abcdef',
+} as const;
+
+/** The api.tokens entries of TOKENS: their ids are the keys of TOKENS. */
+export const TOKEN_CONFIG: TokenConfig[] = [
+  { id: 'admin', sha256: tokenDigest(TOKENS.admin), scope: 'admin' },
+  { id: 'writer', sha256: tokenDigest(TOKENS.writer), scope: 'write' },
+  { id: 'reader', sha256: tokenDigest(TOKENS.reader), scope: 'read' },
+  { id: 'blocklist', sha256: tokenDigest(TOKENS.blocklist), scope: 'write', maps: ['firewall/blocklist'] },
+];
+
+/** The Authorization header of a token. */
+export function bearer(token: string): { authorization: string } {
+  return { authorization: `Bearer ${token}` };
+}
+
+/** The uid the fake peer lookup reports for every unix socket connection. */
+export const PEER_UID = 1000;
+
+/** Limits loose enough that no test meets them unless it sets its own. */
+export const TEST_LIMITS: Limits = { maxEntries: 100_000, rateLimit: { max: 10_000, windowMs: 60_000 } };
+
+export interface TestAppOptions {
+  slots?: FakeSlots;
+  bodyLimit?: number;
+  /** 'unix' (default): every request comes from uid PEER_UID with socketScope, unless it sends a token */
+  transport?: Transport;
+  /** what a socket peer without a token may do; admin by default */
+  socketScope?: Scope;
+  tokens?: TokenConfig[];
+  /** the peer lookup of the unix socket; null: none given to the app */
+  peer?: ((socket: Socket) => { uid: number } | null) | null;
+  limits?: Limits;
+  requestTimeoutMs?: number;
+  reload?: () => Promise<ReloadResult>;
+}
+
 export interface TestApp {
   app: App;
   slots: FakeSlots;
   /** every log line the app wrote, parsed */
   logs: Record<string, unknown>[];
+  /** every audit record the app wrote, in order */
+  audit: AuditRecord[];
+  metrics: Metrics;
+  access: AccessControl;
+  /** changes what the app's limits() returns from the next request on (what SIGHUP does) */
+  setLimits(limits: Limits): void;
 }
 
-/** The real app over a FakeSlots, logging into an array; closed in teardown. */
-export function testApp(t: Teardown, options: { slots?: FakeSlots; bodyLimit?: number } = {}): TestApp {
+/** The real app over a FakeSlots, logging and auditing into arrays; closed in teardown. */
+export function testApp(t: Teardown, options: TestAppOptions = {}): TestApp {
   const slots = options.slots ?? new FakeSlots();
   const logs: Record<string, unknown>[] = [];
+  const audit: AuditRecord[] = [];
   const logger = pino({ level: 'info' }, { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) });
-  const app = buildApp({ slots, logger, bodyLimit: options.bodyLimit ?? 1024 * 1024 });
-  t.teardown(() => app.close());
-  return { app, slots, logs };
+  const access = new AccessControl({ tokens: options.tokens ?? TOKEN_CONFIG, socketScope: options.socketScope ?? 'admin' });
+  const metrics = new Metrics(slots);
+  let limits = options.limits ?? TEST_LIMITS;
+  const peer = options.peer === undefined ? () => ({ uid: PEER_UID }) : options.peer;
+  const app = buildApp({
+    slots,
+    logger,
+    bodyLimit: options.bodyLimit ?? 1024 * 1024,
+    transport: options.transport ?? 'unix',
+    access,
+    ...(peer === null ? {} : { peer }),
+    audit: (record) => void audit.push(record),
+    metrics,
+    limits: () => limits,
+    requestTimeoutMs: options.requestTimeoutMs ?? 30_000,
+    ...(options.reload ? { reload: options.reload } : {}),
+  });
+  // buildApp asks once which maps exist (metric labels come only from
+  // those): that is setup, not a request reaching the service.
+  slots.calls.length = 0;
+  t.teardown(async () => {
+    await app.close();
+    metrics.close();
+  });
+  return {
+    app,
+    slots,
+    logs,
+    audit,
+    metrics,
+    access,
+    setLimits: (next) => {
+      limits = next;
+    },
+  };
 }
 
 /** The JSON body of an inject() response. */

@@ -46,6 +46,35 @@ export function stateDir(t: Teardown): string {
   return dir;
 }
 
+/**
+ * A fresh directory under the system temp directory with `mode` (mkdtemp
+ * makes 0700; a test whose other users must reach a socket in it widens it),
+ * removed with everything in it in teardown, also on failure.
+ */
+export function tempDir(t: Teardown, prefix: string, mode = 0o700): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  fs.chmodSync(dir, mode);
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** A system group of the test's own (groupadd), deleted in teardown, also on failure. */
+export function tempGroup(t: Teardown): { name: string; gid: number } {
+  const name = uniqueName('mimdg');
+  execFileSync('groupadd', [name], { stdio: ['ignore', 'pipe', 'pipe'] });
+  t.teardown(() => {
+    try {
+      execFileSync('groupdel', [name], { stdio: ['ignore', 'pipe', 'pipe'] });
+    } catch {
+      /* already gone */
+    }
+  });
+  const line = execFileSync('getent', ['group', name], { encoding: 'utf8' }).trim();
+  const gid = Number(line.split(':')[2]);
+  if (!Number.isInteger(gid)) throw new Error(`getent group ${name}: ${line}`);
+  return { name, gid };
+}
+
 export function ip(...args: string[]): string {
   return execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 }

@@ -1,6 +1,7 @@
 // The slot service against the real kernel: versions built from the template,
 // swapped through the one queue, kept and released by the retention rule, and
 // nothing changed after an error.
+import { createHash } from 'node:crypto';
 import t from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -128,7 +129,7 @@ t.test('put, rollback, activate, clear: the program sees each change', async (t)
   t.same(detail.versions[1]?.labels, { feed: 'a' });
 
   const cleared = await f.slots.clearSlot('firewall', 'blocklist', '0');
-  t.same(cleared, { slot: 0, previousVersion: 2 });
+  t.same(cleared, { slot: 0, previousVersion: 2, previousMapId: second.mapId });
   t.equal(f.blocklistId(0), null, 'the slot is empty in the kernel');
   t.equal(f.slots.listVersions('firewall', 'blocklist', '0').length, 2, 'versions stay for rollback');
   await f.slots.rollback('firewall', 'blocklist', '0');
@@ -164,7 +165,13 @@ t.test('patch in place, without a swap', async (t) => {
   const put = await f.slots.putSlot('firewall', 'blocklist', '1', block(OTHER_HEX));
   t.equal(await f.verdict(LISTED), XdpAction.PASS);
   const patched = await f.slots.patchEntries('firewall', 'blocklist', '1', { upsert: [{ key: LISTED_HEX, value: 1 }], delete: [OTHER_HEX] });
-  t.same(patched, { slot: 1, version: 1, upserted: 1, deleted: 1, entryCount: 1 });
+  // The change's digest: the upserted key and value, then the deleted key, as the kernel takes them.
+  const change = createHash('sha256')
+    .update(Buffer.from(LISTED_HEX.slice(2), 'hex'))
+    .update(Buffer.from([1]))
+    .update(Buffer.from(OTHER_HEX.slice(2), 'hex'))
+    .digest('hex');
+  t.same(patched, { slot: 1, version: 1, upserted: 1, deleted: 1, entryCount: 1, digest: change });
   t.equal(f.blocklistId(1), put.mapId, 'the same inner map');
   t.equal(await f.verdict(LISTED), XdpAction.DROP, 'the change is live');
   await t.rejects(f.slots.patchEntries('firewall', 'blocklist', '1', { upsert: [{ key: '0x01', value: 1 }] }), {

@@ -38,7 +38,11 @@ function configError(fn: () => unknown): ConfigError {
 
 /** The keys a defaults file must have besides those a test is about. */
 const API_DEFAULTS =
-  'stateDir: /var/lib/mimd\nonStop: keep\napi:\n  host: 127.0.0.1\n  port: 7373\n  bodyLimit: 1048576\nretain: 3\nswapQueue:\n  capacity: 16\n  concurrency: 1\n';
+  'stateDir: /var/lib/mimd\nonStop: keep\n' +
+  'api:\n  socket: { path: /run/mimd/mimd.sock, group: null, scope: admin }\n  tcp: null\n  bodyLimit: 1048576\n' +
+  '  maxEntries: 1000\n  rateLimit: { max: 100, windowMs: 1000 }\n  requestTimeoutMs: 30000\n' +
+  'audit:\n  destination: stdout\n' +
+  'retain: 3\nswapQueue:\n  capacity: 16\n  concurrency: 1\n';
 
 const ONE_OBJECT = (attach: string) => `
 objects:
@@ -66,7 +70,16 @@ t.test('the embedded default is valid and harmless: xdp_firewall on lo, generic 
         onIncompatiblePin: 'refuse',
       },
     ],
-    api: { host: '127.0.0.1', port: 7373, bodyLimit: 16777216 },
+    api: {
+      socket: { path: '/run/mimd/mimd.sock', group: null, scope: 'admin' },
+      tcp: null,
+      tokens: [],
+      bodyLimit: 16777216,
+      maxEntries: 1000000,
+      rateLimit: { max: 100, windowMs: 1000 },
+      requestTimeoutMs: 30000,
+    },
+    audit: { destination: 'stdout' },
     retain: 3,
     swapQueue: { capacity: 1024, concurrency: 4 },
   });
@@ -233,7 +246,7 @@ t.test('unknown keys are errors, at any depth', async (t) => {
   const top = load(t, 'pinroot: /sys/fs/bpf/x\n');
   t.equal(
     configError(top.run).message,
-    `config: pinroot: unknown key (allowed here: pinRoot, stateDir, onStop, log, objects, api, retain, swapQueue) (from ${top.file}, line 1)`,
+    `config: pinroot: unknown key (allowed here: pinRoot, stateDir, onStop, log, objects, api, audit, retain, swapQueue) (from ${top.file}, line 1)`,
   );
   const nested = load(t, 'log:\n  level: info\n  pretty: true\n');
   t.equal(configError(nested.run).message, `config: log.pretty: unknown key (allowed here: level) (from ${nested.file}, line 3)`);
@@ -448,4 +461,206 @@ t.test('stateDir and onStop come from the defaults file: one without them is rep
   const config = loadConfig(path.join(dir, 'o.yaml'), { defaultFile, baseDir: dir });
   t.equal(config.stateDir, '/tmp/state');
   t.equal(config.onStop, 'remove');
+});
+
+// ---------------------------------------------------------------------------
+// The API's listeners, tokens and limits, and where audit records go.
+
+const SHA_A = 'a'.repeat(64);
+const SHA_B = 'b'.repeat(64);
+
+t.test('api and audit keys: each set in an override is taken', async (t) => {
+  const { run } = load(
+    t,
+    `
+api:
+  socket: { path: /tmp/mimd-test/api.sock, group: mimd, scope: read }
+  tcp: { host: 127.0.0.1, port: 7373 }
+  tokens:
+    - { id: deploy-bot, sha256: "${SHA_A}", scope: write, maps: [firewall/blocklist] }
+    - { id: ops@example.com, sha256: "${SHA_B}", scope: admin }
+  maxEntries: 5000
+  rateLimit: { max: 7, windowMs: 2000 }
+  requestTimeoutMs: 5000
+audit:
+  destination: /var/log/mimd/audit.log
+`,
+  );
+  const config = run();
+  t.strictSame(config.api, {
+    socket: { path: '/tmp/mimd-test/api.sock', group: 'mimd', scope: 'read' },
+    tcp: { host: '127.0.0.1', port: 7373 },
+    tokens: [
+      { id: 'deploy-bot', sha256: SHA_A, scope: 'write', maps: ['firewall/blocklist'] },
+      { id: 'ops@example.com', sha256: SHA_B, scope: 'admin' },
+    ],
+    bodyLimit: 16777216,
+    maxEntries: 5000,
+    rateLimit: { max: 7, windowMs: 2000 },
+    requestTimeoutMs: 5000,
+  });
+  t.strictSame(config.audit, { destination: '/var/log/mimd/audit.log' });
+
+  const tcpOnly = load(t, 'api:\n  socket: null\n  tcp: { host: localhost, port: 0 }\n').run();
+  t.equal(tcpOnly.api.socket, null, 'the socket may be turned off when TCP listens');
+  t.strictSame(tcpOnly.api.tcp, { host: 'localhost', port: 0 });
+});
+
+t.test('TCP off loopback requires TLS: the error names api.tcp.tls', async (t) => {
+  for (const host of ['0.0.0.0', '10.1.2.3', '::', 'mimd.example.com', '128.0.0.1']) {
+    const { run, file } = load(t, `api:\n  tcp: { host: "${host}", port: 7373 }\n`);
+    const err = configError(run);
+    t.equal(err.problems.length, 1, host);
+    t.match(err.message, new RegExp(`^config: api\\.tcp\\.tls: missing: ${host.replace(/\./g, '\\.')} is not a loopback address`), host);
+    t.match(err.message, `(from ${file}, line 2)`, host);
+  }
+});
+
+t.test('TCP on loopback goes without TLS', async (t) => {
+  for (const host of ['127.0.0.1', '127.3.2.1', '::1', 'localhost']) {
+    const config = load(t, `api:\n  tcp: { host: "${host}", port: 7373 }\n`).run();
+    t.equal(config.api.tcp?.host, host);
+    t.equal(config.api.tcp?.tls, undefined, host);
+  }
+});
+
+t.test('TLS off loopback with readable files is accepted; an unreadable one is named', async (t) => {
+  const dir = root(t, { 'cert.pem': 'CERT', 'key.pem': 'KEY' });
+  const cert = path.join(dir, 'cert.pem');
+  const key = path.join(dir, 'key.pem');
+  const good = path.join(dir, 'good.yaml');
+  fs.writeFileSync(good, `api:\n  tcp:\n    host: 0.0.0.0\n    port: 7373\n    tls: { cert: ${cert}, key: ${key} }\n`);
+  t.strictSame(loadConfig(good, { baseDir: dir }).api.tcp, { host: '0.0.0.0', port: 7373, tls: { cert, key } });
+
+  const missingCert = path.join(dir, 'missing.pem');
+  const bad = path.join(dir, 'bad.yaml');
+  fs.writeFileSync(bad, `api:\n  tcp:\n    host: 0.0.0.0\n    port: 7373\n    tls: { cert: ${missingCert}, key: ${key} }\n`);
+  const err = configError(() => loadConfig(bad, { baseDir: dir }));
+  t.strictSame(err.problems, [`api.tcp.tls.cert: cannot read ${missingCert}: ENOENT (from ${bad}, line 5)`]);
+
+  const both = path.join(dir, 'both.yaml');
+  fs.writeFileSync(both, `api:\n  tcp:\n    host: 0.0.0.0\n    port: 7373\n    tls: { cert: ${missingCert}, key: ${missingCert}.key }\n`);
+  t.strictSame(
+    configError(() => loadConfig(both, { baseDir: dir })).problems.map((p) => p.split(':')[0]),
+    ['api.tcp.tls.cert', 'api.tcp.tls.key'],
+    'both files named',
+  );
+});
+
+t.test('two tokens with one id, or one token twice, are refused', async (t) => {
+  const { run, file } = load(
+    t,
+    `
+api:
+  tokens:
+    - { id: ci, sha256: "${SHA_A}", scope: read }
+    - { id: ci, sha256: "${SHA_B}", scope: write }
+    - { id: other, sha256: "${SHA_A}", scope: admin }
+`,
+  );
+  const err = configError(run);
+  t.strictSame(err.problems, [
+    `api.tokens[1].id: duplicate token id "ci" (also api.tokens[0].id) (from ${file}, line 5)`,
+    `api.tokens[2].sha256: the same token as api.tokens[0] (from ${file}, line 6)`,
+  ]);
+});
+
+t.test('no listener at all is refused', async (t) => {
+  const { run, file } = load(t, 'api:\n  socket: null\n  tcp: null\n');
+  const err = configError(run);
+  t.strictSame(err.problems, [`api.socket: no listener: set api.socket or api.tcp (or both) (from ${file}, line 2)`]);
+});
+
+t.test('bad token fields and limits are named by their path', async (t) => {
+  const cases: { name: string; yaml: string; message: string }[] = [
+    {
+      name: 'a sha256 in capitals and too short',
+      yaml: `api:\n  tokens:\n    - { id: ci, sha256: "${'A'.repeat(40)}", scope: read }\n`,
+      message: `api.tokens[0].sha256: expected the sha256 of the token: 64 lower-case hex digits (\`mimd token\` prints it), got "${'A'.repeat(40)}"`,
+    },
+    {
+      name: 'a short sha256',
+      yaml: 'api:\n  tokens:\n    - { id: ci, sha256: abc, scope: read }\n',
+      message: 'api.tokens[0].sha256: expected the sha256 of the token: 64 lower-case hex digits (`mimd token` prints it), got "abc"',
+    },
+    {
+      name: 'a scope mimd does not have',
+      yaml: `api:\n  tokens:\n    - { id: ci, sha256: "${SHA_A}", scope: root }\n`,
+      message: 'api.tokens[0].scope: expected one of read, write, admin, got "root"',
+    },
+    {
+      name: 'a token without a scope',
+      yaml: `api:\n  tokens:\n    - { id: ci, sha256: "${SHA_A}" }\n`,
+      message: 'api.tokens[0].scope: missing (required)',
+    },
+    {
+      name: 'a map that is not object/map',
+      yaml: `api:\n  tokens:\n    - { id: ci, sha256: "${SHA_A}", scope: read, maps: [firewall/blocklist, blocklist] }\n`,
+      message: 'api.tokens[0].maps[1]: expected an outer map as object/map, e.g. firewall/blocklist, got "blocklist"',
+    },
+    {
+      name: 'an empty map list',
+      yaml: `api:\n  tokens:\n    - { id: ci, sha256: "${SHA_A}", scope: read, maps: [] }\n`,
+      message: 'api.tokens[0].maps: expected a non-empty list of outer maps (object/map) the token is limited to, got a list',
+    },
+    {
+      name: 'a token id with a space',
+      yaml: `api:\n  tokens:\n    - { id: "ci bot", sha256: "${SHA_A}", scope: read }\n`,
+      message: 'api.tokens[0].id: expected a token id: 1-64 characters of A-Z, a-z, 0-9, _ . @ -, got "ci bot"',
+    },
+    {
+      name: 'the token itself instead of its digest',
+      yaml: `api:\n  tokens:\n    - { id: ci, sha256: "${SHA_A}", scope: read, token: secret }\n`,
+      message: 'api.tokens[0].token: unknown key (allowed here: id, sha256, scope, maps)',
+    },
+    {
+      name: 'maxEntries 0',
+      yaml: 'api:\n  maxEntries: 0\n',
+      message: 'api.maxEntries: expected the most entries one request may carry (1 to 100000000), got 0',
+    },
+    {
+      name: 'a rate limit of 0',
+      yaml: 'api:\n  rateLimit: { max: 0, windowMs: 1000 }\n',
+      message: 'api.rateLimit.max: expected changes allowed per principal per window (1 to 1000000), got 0',
+    },
+    {
+      name: 'a rate window under 100 ms',
+      yaml: 'api:\n  rateLimit: { windowMs: 10 }\n',
+      message: 'api.rateLimit.windowMs: expected the window in milliseconds (100 to 3600000), got 10',
+    },
+    {
+      name: 'a request timeout under a second',
+      yaml: 'api:\n  requestTimeoutMs: 5\n',
+      message: 'api.requestTimeoutMs: expected how long a request may take in milliseconds (1000 to 3600000), got 5',
+    },
+    {
+      name: 'a relative audit file',
+      yaml: 'audit:\n  destination: audit.log\n',
+      message: 'audit.destination: expected stdout, or an absolute path of a file to append to, got "audit.log"',
+    },
+    {
+      name: 'an audit destination of stderr',
+      yaml: 'audit:\n  destination: stderr\n',
+      message: 'audit.destination: expected stdout, or an absolute path of a file to append to, got "stderr"',
+    },
+  ];
+  for (const c of cases) {
+    const { run, file } = load(t, c.yaml);
+    const err = configError(run);
+    t.equal(err.problems.length, 1, `${c.name}: one problem`);
+    t.equal(err.problems[0]?.replace(/ \(from .*\)$/, ''), c.message, c.name);
+    t.match(err.problems[0], `(from ${file}, line `, `${c.name}: the file`);
+  }
+});
+
+t.test('a bad key inside api.socket or api.tcp is named by its own path', async (t) => {
+  // load() reuses the test's directory: each file is read before the next is written.
+  const port = configError(load(t, 'api:\n  tcp: { host: 127.0.0.1, port: 70000 }\n').run).message;
+  t.match(port, /^config: api\.tcp\.port: expected a TCP port/, 'port');
+  const scope = load(t, 'api:\n  socket: { path: /run/mimd/mimd.sock, group: null, scope: root }\n');
+  t.match(configError(scope.run).message, /^config: api\.socket\.scope: expected one of read, write, admin/, 'scope');
+  const relative = load(t, 'api:\n  socket: { path: mimd.sock, group: null, scope: read }\n');
+  t.match(configError(relative.run).message, /^config: api\.socket\.path: /, 'path');
+  const notMapping = load(t, 'api:\n  tcp: 7373\n');
+  t.match(configError(notMapping.run).message, /^config: api\.tcp: expected a TCP listener/, 'a value that is no mapping is named as the setting');
 });

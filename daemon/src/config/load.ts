@@ -229,6 +229,13 @@ function problemFor(error: ValueError, base: KeyPath): Problem[] {
           },
         ];
       }
+      // A setting that is a mapping or null (api.tcp): a mapping is checked
+      // against the mapping's schema, so the bad key inside it is named.
+      const objects = (error.schema.anyOf as TSchema[] | undefined)?.filter((v) => v[Kind] === 'Object') ?? [];
+      const [only] = objects;
+      if (objects.length === 1 && only && isPlainObject(error.value)) {
+        return schemaProblems(only, Value.Default(only, structuredClone(error.value)), keyPath);
+      }
       return [{ path: keyPath, message: describeMismatch(error.schema, error.value) }];
     }
     default:

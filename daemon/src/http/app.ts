@@ -71,6 +71,8 @@ declare module 'fastify' {
     principal?: Principal;
     /** the answer's body, kept for the audit record and metrics */
     answer?: unknown;
+    /** the request's audit record is written */
+    audited?: boolean;
   }
 }
 
@@ -112,7 +114,8 @@ export function buildApp(options: AppOptions): App {
     // Receiving a request has a deadline (slow clients); handling one does
     // not: a million-entry fill may run longer, with the socket idle.
     requestTimeout: options.requestTimeoutMs,
-    ...(options.https ? { https: options.https } : {}),
+    ...(options.https ? { https: { ...options.https, ...serverTimeouts(options.requestTimeoutMs) } } : { http: serverTimeouts(options.requestTimeoutMs) }),
+    clientErrorHandler: answerClientError,
   }).withTypeProvider<TypeBoxTypeProvider>() as unknown as App;
 
   app.setValidatorCompiler(typeBoxValidator);
@@ -141,8 +144,45 @@ export function buildApp(options: AppOptions): App {
   });
   void app.register(healthRoutes, { slots });
   void app.register(metricsRoutes, { metrics: options.metrics });
-  void app.register(apiRoutes, { prefix: '/v1', slots, reload: options.reload });
+  void app.register(apiRoutes, {
+    prefix: '/v1',
+    slots,
+    reload: options.reload,
+    visible: (request, map) => !request.principal || options.access.canSee(request.principal, map),
+  });
   return app;
+}
+
+/**
+ * Node checks request deadlines every connectionsCheckingInterval (30 s by
+ * default): check often enough that a stalled client is cut off near its
+ * deadline, and give headers the same deadline as the whole request.
+ */
+function serverTimeouts(requestTimeoutMs: number): { headersTimeout: number; requestTimeout: number; connectionsCheckingInterval: number } {
+  return {
+    headersTimeout: requestTimeoutMs,
+    requestTimeout: requestTimeoutMs,
+    connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(requestTimeoutMs / 4))),
+  };
+}
+
+/** Errors before a request exists (a deadline missed, a malformed request line): the usual error shape. */
+function answerClientError(err: Error & { code?: string }, socket: import('node:net').Socket): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const timeout = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+  const status = timeout ? 408 : 400;
+  const body = JSON.stringify(
+    timeout
+      ? { code: 'MIMD_REQUEST_TIMEOUT', message: 'the request was not received in time (api.requestTimeoutMs)' }
+      : { code: 'MIMD_BAD_REQUEST', message: 'malformed HTTP request' },
+  );
+  socket.end(
+    `HTTP/1.1 ${status} ${timeout ? 'Request Timeout' : 'Bad Request'}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
 }
 
 /**
@@ -170,7 +210,7 @@ function guard(app: App, options: AppOptions): void {
     const count = (v: unknown): number => (Array.isArray(v) ? v.length : 0);
     const entries = count(body.entries) + count(body.upsert) + count(body.delete);
     if (entries > maxEntries) {
-      const field = Array.isArray(body.entries) ? 'entries' : 'upsert';
+      const field = Array.isArray(body.entries) ? 'entries' : count(body.upsert) > 0 ? 'upsert' : 'delete';
       throw mimdError(TooManyEntriesError, `${field}: ${entries} entries in one request; at most ${maxEntries} (api.maxEntries)`, { field });
     }
   });
@@ -180,16 +220,24 @@ function guard(app: App, options: AppOptions): void {
     return payload;
   });
 
-  app.addHook('onResponse', async (request, reply) => {
+  // The record is made as the answer is sent (onSend), not once it has
+  // arrived (onResponse): a change whose client went away is recorded too.
+  const knownMaps = new Set(options.slots.listMaps().map((m) => `${m.object}/${m.name}`));
+  app.addHook('onSend', async (request, reply, payload) => {
+    if (request.audited) return payload;
+    request.audited = true;
+    const mutation = !READ_METHODS.has(request.method) && request.method !== 'OPTIONS';
     const route = request.routeOptions.url;
-    const action = auditAction(request.method, route);
+    const action = mutation ? auditAction(request.method, route) : 'unknown';
     const body = request.answer !== null && typeof request.answer === 'object' ? (request.answer as Record<string, unknown>) : null;
     const failed = reply.statusCode >= 400;
     const outcome = outcomeOf(action, body, failed);
     const params = (request.params ?? {}) as { object?: string; map?: string; slot?: string };
     const map = params.object !== undefined && params.map !== undefined ? `${params.object}/${params.map}` : null;
-    options.metrics.observe(action, map, reply.statusCode, outcome.code, typeof body?.swapMs === 'number' ? body.swapMs : null);
-    if (READ_METHODS.has(request.method) || request.method === 'OPTIONS') return;
+    // Label values come from the URL: only maps mimd has, or anyone could grow the series without end.
+    const metricMap = map !== null && knownMaps.has(map) ? map : null;
+    options.metrics.observe(mutation ? action : 'unknown', metricMap, reply.statusCode, outcome.code, typeof body?.swapMs === 'number' ? body.swapMs : null);
+    if (!mutation) return payload;
     if (failed && map !== null && params.slot !== undefined) {
       // What the slot holds now, which a failed change left as it was.
       try {
@@ -219,6 +267,7 @@ function guard(app: App, options: AppOptions): void {
     } catch (err) {
       request.log.error({ err }, 'cannot write an audit record');
     }
+    return payload;
   });
 }
 

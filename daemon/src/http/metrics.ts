@@ -20,7 +20,7 @@ export class Metrics {
 
   constructor(slots: SlotsApi) {
     const registers = [this.registry];
-    collectDefaultMetrics({ register: this.registry, prefix: 'mimd_process_' });
+    collectDefaultMetrics({ register: this.registry, prefix: 'mimd_' });
     this.swaps = new Counter({
       name: 'mimd_swaps_total',
       help: 'Changes of what is in a slot (put, activate, rollback, clear), by outer map and result',

@@ -4,9 +4,9 @@ import type { ApiOptions } from './index';
 import { MapParams, errorResponses } from '../schemas/common';
 import { OuterMapDetail, OuterMapList } from '../schemas/maps';
 
-const mapsRoutes: FastifyPluginAsyncTypebox<ApiOptions> = async (app, { slots }) => {
-  app.get('/maps', { schema: { response: { 200: OuterMapList, ...errorResponses } } }, async () => ({
-    maps: slots.listMaps(),
+const mapsRoutes: FastifyPluginAsyncTypebox<ApiOptions> = async (app, { slots, visible }) => {
+  app.get('/maps', { schema: { response: { 200: OuterMapList, ...errorResponses } } }, async (request) => ({
+    maps: slots.listMaps().filter((m) => !visible || visible(request, `${m.object}/${m.name}`)),
   }));
 
   app.get(
