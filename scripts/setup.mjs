@@ -6,6 +6,7 @@
 //
 //   node scripts/setup.mjs                 what `npm start` needs
 //   node scripts/setup.mjs --for-tests     plus what `npm test` needs
+//   node scripts/setup.mjs --for-kernels   plus what `npm run test:kernels` needs (qemu, busybox, ...)
 //   node scripts/setup.mjs --force-build   rebuild the addon and the daemon regardless
 //
 // Every step first checks cheaply whether it has anything to do, because this
@@ -27,6 +28,7 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
  * Debian packages, one entry each. `tests: true` marks those only `npm test`
  * needs: beyond `ip`, which the daemon's host needs anyway, that is what the
  * container image test (test/container) builds and runs the image with.
+ * `kernels: true` marks those only the kernel matrix (scripts/kernels/) needs.
  */
 const DEBIAN_PACKAGES = [
   { name: 'clang', why: 'compiles bpf/*.bpf.c with -target bpf' },
@@ -45,6 +47,12 @@ const DEBIAN_PACKAGES = [
   { name: 'systemd', why: 'systemd-analyze verifies config/mimd.service (test/unit/systemd.test.ts)', tests: true },
   { name: 'openssl', why: 'the TLS test makes a self-signed certificate', tests: true },
   { name: 'debootstrap', why: 'scripts/container-base.sh: the stand-in for the base image, no image registry being reachable', tests: true },
+  { name: 'qemu-system-x86', why: 'boots each kernel of the matrix (software emulation: no KVM here)', kernels: true },
+  { name: 'busybox-static', why: "the guest initramfs's shell, mount and insmod, with no libraries to pack", kernels: true },
+  { name: 'cpio', why: 'packs the guest initramfs', kernels: true },
+  { name: 'kmod', why: 'depmod: Debian kernel packages ship no modules.dep, and the guest needs the 9p modules in order', kernels: true },
+  { name: 'xz-utils', why: 'kernels from 6.12 ship .ko.xz modules; they are unpacked for busybox insmod', kernels: true },
+  { name: 'debian-archive-keyring', why: "verifies the other suites' package lists read by the private apt configuration", kernels: true },
 ];
 
 /** Kernel filesystems the daemon and tests need; `alt` are other accepted mount points. */
@@ -122,8 +130,8 @@ function newestUnder(relDir, keep = () => true) {
 // a. Debian packages ----------------------------------------------------------
 
 /** Names of the wanted packages that dpkg does not report as installed (one dpkg-query call). */
-function missingPackages(forTests) {
-  const wanted = DEBIAN_PACKAGES.filter((p) => forTests || !p.tests).map((p) => p.name);
+function missingPackages(forTests, forKernels) {
+  const wanted = DEBIAN_PACKAGES.filter((p) => (forTests || !p.tests) && (forKernels || !p.kernels)).map((p) => p.name);
   const r = spawnSync('dpkg-query', ['-W', '-f=${Package} ${Status}\n', ...wanted], {
     encoding: 'utf8',
   });
@@ -288,8 +296,8 @@ function buildDaemon() {
  * Packages and mounts need root. As root they are fixed; otherwise everything
  * missing is listed in one go, with the commands, so one sudo session fixes it.
  */
-function ensureSystem(forTests) {
-  const packages = missingPackages(forTests);
+function ensureSystem(forTests, forKernels) {
+  const packages = missingPackages(forTests, forKernels);
   const mounts = missingMounts();
   if (packages.length === 0 && mounts.length === 0) return;
   if (isRoot) {
@@ -308,15 +316,16 @@ function ensureSystem(forTests) {
 }
 
 function main(argv) {
-  const known = new Set(['--for-tests', '--force-build']);
+  const known = new Set(['--for-tests', '--for-kernels', '--force-build']);
   const unknown = argv.filter((a) => !known.has(a));
   if (unknown.length > 0) {
     throw new SetupError('arguments', `unknown ${unknown.join(' ')} (known: ${[...known].join(' ')})`);
   }
   const forTests = argv.includes('--for-tests');
+  const forKernels = argv.includes('--for-kernels');
   const force = argv.includes('--force-build');
 
-  step('system', () => ensureSystem(forTests));
+  step('system', () => ensureSystem(forTests, forKernels));
   const depsChanged = step('npm ci', ensureNodeModules);
   // new node-addon-api headers or a new tsc/@types may change the build output
   step('addon', () => (force || depsChanged || addonIsStale()) && buildAddon());

@@ -28,23 +28,32 @@ if [ -z "$(find "$apt_dir/lists" -maxdepth 1 -name '*_Packages*' -mmin -1440 2>/
   apt_private "$apt_dir" update >&2
 fi
 
-pkg=$(apt_private_cache "$apt_dir" depends "$meta" | sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*\).*/\1/p' | head -n1)
-[ -n "$pkg" ] || die "$suite: $meta depends on no linux-image-<version> package"
-ver=$(apt_private_cache "$apt_dir" show "$pkg" | sed -n 's/^Version: //p' | head -n1)
+# What the meta-package resolves to, kept until the lists change: parsing a
+# suite's lists costs seconds, on every run.
+resolved="$apt_dir/resolved"
+if [ ! -s "$resolved" ] || [ -n "$(find "$apt_dir/lists" -maxdepth 1 -name '*_Packages*' -newer "$resolved")" ]; then
+  pkg=$(apt_private_cache "$apt_dir" depends "$meta" | sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*\).*/\1/p' | head -n1)
+  [ -n "$pkg" ] || die "$suite: $meta depends on no linux-image-<version> package"
+  ver=$(apt_private_cache "$apt_dir" show "$pkg" | sed -n 's/^Version: //p' | head -n1)
+
+  # Since 7.x the image package is only a shell: vmlinuz is in linux-binary-<abi>,
+  # modules.order and modules.builtin in linux-base-<abi>,
+  # the modules in linux-modules-<abi>, all exact dependencies of it.
+  parts=("$pkg=$ver")
+  for part in $(apt_private_cache "$apt_dir" show "$pkg=$ver" | sed -n 's/^Depends: //p' | head -n1 | tr ',' '\n' |
+    sed -n 's/^ *\(linux-\(binary\|modules\|base\)-[^ ]*\) (= \([^)]*\)).*/\1=\3/p'); do
+    parts+=("$part")
+  done
+  echo "$pkg $ver ${parts[*]}" >"$resolved.tmp" && mv "$resolved.tmp" "$resolved"
+fi
+read -r pkg ver parts_line <"$resolved"
+read -r -a parts <<<"$parts_line"
 out="$KERNEL_CACHE/kernels/$pkg-$ver"
 if [ -s "$out/load-order" ] && [ -s "$out/vmlinuz" ]; then
   echo "$out"
   exit 0
 fi
 
-# Since 7.x the image package is only a shell: vmlinuz is in linux-binary-<abi>,
-# modules.order and modules.builtin in linux-base-<abi>,
-# the modules in linux-modules-<abi>, all exact dependencies of it.
-parts=("$pkg=$ver")
-for part in $(apt_private_cache "$apt_dir" show "$pkg=$ver" | sed -n 's/^Depends: //p' | head -n1 | tr ',' '\n' |
-  sed -n 's/^ *\(linux-\(binary\|modules\|base\)-[^ ]*\) (= \([^)]*\)).*/\1=\3/p'); do
-  parts+=("$part")
-done
 debs="$KERNEL_CACHE/debs"
 mkdir -p "$debs"
 files=()

@@ -37,6 +37,7 @@ apt_opts() {
     -o Dir::Etc::Preferences="$dir/etc/preferences" -o Dir::Etc::PreferencesParts="$dir/etc/preferences.d" \
     -o Dir::State::Lists="$dir/lists" -o Dir::State::Status="$dir/status" \
     -o Dir::Cache="$dir" -o Dir::Cache::Archives="$dir/archives" \
+    -o Dir::Cache::pkgcache="$dir/pkgcache.bin" -o Dir::Cache::srcpkgcache="$dir/srcpkgcache.bin" \
     -o APT::Architecture=amd64 -o APT::Architectures::=amd64 -o Acquire::Languages=none -o Debug::NoLocking=1 -o APT::Sandbox::User=root
 }
 apt_private() { local dir=$1; shift; apt-get -q $(apt_opts "$dir") "$@"; }
