@@ -10,6 +10,7 @@
         "addon/bpf_map.cc",
         "addon/bpf_link.cc",
         "addon/bpf_object.cc",
+        "addon/bpf_program.cc",
         "addon/btf.cc",
         "addon/peer.cc"
       ],

@@ -7,6 +7,7 @@
 #include "bpf_link.h"
 #include "bpf_map.h"
 #include "bpf_object.h"
+#include "bpf_program.h"
 #include "libbpf_log.h"
 #include "peer.h"
 
@@ -23,6 +24,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   BpfMap::Init(env, exports);
   BpfLink::Init(env, exports);
   BpfObject::Init(env, exports);
+  BpfProgram::Init(env, exports);
   InitLibbpfLog(env, exports);
   exports.Set("peerCredentials", Napi::Function::New(env, PeerCredentials, "peerCredentials"));
   exports.Set("possibleCpus", Napi::Function::New(env, PossibleCpus, "possibleCpus"));

@@ -9,6 +9,7 @@ struct AddonData {
   Napi::FunctionReference mapConstructor;
   Napi::FunctionReference linkConstructor;
   Napi::FunctionReference objectConstructor;
+  Napi::FunctionReference programConstructor;
 };
 
 inline AddonData* GetAddonData(Napi::Env env) { return env.GetInstanceData<AddonData>(); }

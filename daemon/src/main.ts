@@ -21,6 +21,7 @@ import { FileStateStore } from './state/file-store';
 import type { KernelPort } from './domain/ports';
 import { SlotsService } from './domain/slots-service';
 import { SwapQueue } from './domain/swap-queue';
+import { kernelReport, mapsAtRisk, replaceGuard, type KernelFeatures, type KernelReport, type ReplaceGuardedMap } from './domain/kernel-features';
 import { buildApp, type App, type Limits, type ReloadResult } from './http/app';
 import { AccessControl, tokenDigest } from './http/auth';
 import { Metrics } from './http/metrics';
@@ -130,14 +131,16 @@ function kernelLayer(): {
   libbpfVersion: string;
   peerCredentials: typeof import('./kernel/peer').peerCredentials;
   preparePinRoot: typeof import('./kernel/bpffs').preparePinRoot;
+  probeKernel: typeof import('./kernel/probe').probeKernel;
 } {
   /* eslint-disable @typescript-eslint/no-require-imports */
   const index = require('./kernel/index') as typeof import('./kernel/index');
   const { KernelAdapter } = require('./kernel/adapter') as typeof import('./kernel/adapter');
   const { peerCredentials } = require('./kernel/peer') as typeof import('./kernel/peer');
   const { preparePinRoot } = require('./kernel/bpffs') as typeof import('./kernel/bpffs');
+  const { probeKernel } = require('./kernel/probe') as typeof import('./kernel/probe');
   /* eslint-enable @typescript-eslint/no-require-imports */
-  return { kernel: new KernelAdapter(), routeLibbpfLog: index.routeLibbpfLog, libbpfVersion: index.libbpfVersion, peerCredentials, preparePinRoot };
+  return { kernel: new KernelAdapter(), routeLibbpfLog: index.routeLibbpfLog, libbpfVersion: index.libbpfVersion, peerCredentials, preparePinRoot, probeKernel };
 }
 
 /** Top-level keys SIGHUP does not apply (everything but tokens and limits). */
@@ -256,6 +259,7 @@ async function main(): Promise<void> {
     } catch (err) {
       throw new ListenerError('pinRoot', (err as Error).message.replace(/^pinRoot: /, ''));
     }
+    const features = await probe(kernelSide.probeKernel, config, log);
     const state = new FileStateStore(config.stateDir);
     const running = new HostService({
       objects: config.objects,
@@ -267,11 +271,18 @@ async function main(): Promise<void> {
     host = running;
     // Slots are restored after the maps load and before any program is
     // attached or updated, so a program never sees them half restored.
+    let report: KernelReport | null = null;
     await running.start(async () => {
+      const maps = running.managedMaps();
+      const guarded = guardedMaps(maps);
+      const atomic = features?.atomicHashOfMapsReplace.value ?? 'unknown';
+      warnNonAtomicReplace(log, guarded, atomic, features);
+      const swaps = new SwapQueue({ ...config.swapQueue, strategy: features?.swapStrategy ?? 'batch', guard: replaceGuard(guarded, atomic) });
+      report = kernelReport(features, swaps.strategy, guarded);
       slots = new SlotsService({
-        maps: running.managedMaps(),
+        maps,
         kernel: kernelSide.kernel,
-        swaps: new SwapQueue(config.swapQueue),
+        swaps,
         retain: config.retain,
         pinRoot: config.pinRoot,
         state,
@@ -296,6 +307,7 @@ async function main(): Promise<void> {
       limits: () => limits,
       requestTimeoutMs: config.api.requestTimeoutMs,
       reload,
+      kernel: () => report,
     };
     if (config.api.socket) {
       const socket = config.api.socket;
@@ -321,6 +333,56 @@ async function main(): Promise<void> {
   // A signal during the last steps of start: the shutdown already detached everything.
   if (shuttingDown) return;
   log.info({ ...host.summary(), listen: apps.flatMap((a) => a.addresses()), socket: config.api.socket?.path ?? null }, 'started');
+}
+
+/**
+ * Probes the kernel's swap path (kernel/probe.ts) and logs the result once.
+ * A probe that cannot run is not a reason to refuse to start: mimd then
+ * batches, falls back on ENOTSUPP, and treats HASH_OF_MAPS replace as not
+ * atomic.
+ */
+async function probe(probeKernel: typeof import('./kernel/probe').probeKernel, config: Config, log: Logger): Promise<KernelFeatures | null> {
+  const attachKinds = [...new Set(config.objects.flatMap((o) => o.attach.map((a) => a.type)))];
+  try {
+    const features = await probeKernel({ attachKinds, concurrency: config.swapQueue.concurrency });
+    log.info(
+      {
+        release: features.release,
+        batchOuterMaps: features.batchOuterMaps.value,
+        oneWaitPerBatch: features.oneWaitPerBatch.value,
+        singleMs: features.oneWaitPerBatch.singleMs,
+        batchMs: features.oneWaitPerBatch.batchMs,
+        innerMapFlag: features.innerMapFlag.value,
+        linkTypes: Object.fromEntries(Object.entries(features.linkTypes).map(([k, v]) => [k, v.value])),
+        atomicHashOfMapsReplace: features.atomicHashOfMapsReplace.value,
+        swapStrategy: features.swapStrategy,
+        probeMs: features.probeMs,
+      },
+      'kernel features',
+    );
+    for (const [type, result] of Object.entries(features.linkTypes)) {
+      if (result.value !== true) log.warn({ linkType: type, probe: result }, `link type ${type} ${result.value === false ? 'is missing' : 'could not be probed'}: attachments that need it may fail`);
+    }
+    return features;
+  } catch (err) {
+    log.warn({ err }, 'kernel feature probes failed: batching with fallback, HASH_OF_MAPS replace treated as not atomic');
+    return null;
+  }
+}
+
+function guardedMaps(maps: readonly { object: string; name: string; type: string; field: string; handle: ReplaceGuardedMap['handle']; codec: { onNonAtomicReplace?: 'warn' | 'refuse' } | undefined }[]): ReplaceGuardedMap[] {
+  return maps.map((m) => ({ handle: m.handle, ref: `${m.object}/${m.name}`, type: m.type, field: m.field, policy: m.codec?.onNonAtomicReplace ?? 'warn' }));
+}
+
+function warnNonAtomicReplace(log: Logger, maps: readonly ReplaceGuardedMap[], atomic: boolean | 'unknown', features: KernelFeatures | null): void {
+  for (const map of mapsAtRisk(maps, atomic)) {
+    log.warn(
+      { map: map.ref, field: `${map.field}.onNonAtomicReplace`, policy: map.policy, atomicHashOfMapsReplace: atomic, probe: features?.atomicHashOfMapsReplace.detail ?? null },
+      map.policy === 'refuse'
+        ? `${map.ref} is a HASH_OF_MAPS map and replacing a key is not atomic on this kernel: swaps into occupied slots will be refused`
+        : `${map.ref} is a HASH_OF_MAPS map and replacing a key is not atomic on this kernel: while a slot is swapped a program's lookup can find no inner map (set onNonAtomicReplace: refuse to refuse such swaps)`,
+    );
+  }
 }
 
 async function failStart(logger: Logger, err: unknown): Promise<never> {

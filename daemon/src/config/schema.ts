@@ -90,6 +90,8 @@ export const AttachSchema = Type.Union([XdpAttachSchema, TcAttachSchema, Tracepo
 export const INCOMPATIBLE_PIN_ACTIONS = ['refuse', 'replace'] as const;
 export const STOP_ACTIONS = ['keep', 'remove'] as const;
 
+export const NON_ATOMIC_REPLACE_ACTIONS = ['warn', 'refuse'] as const;
+
 export const FORMAT_NAMES = ['ipv4', 'ipv6', 'mac', 'be16', 'be32', 'be64', 'hex', 'cidr'] as const;
 
 /**
@@ -113,6 +115,13 @@ export const MapCodecSchema = Strict({
     Strict({
       key: Type.Optional(Type.Unknown()),
       value: Type.Optional(Type.Unknown()),
+    }),
+  ),
+  // Optional rather than defaulted: defaults inside a record's values are not filled in. Absent means warn.
+  onNonAtomicReplace: Type.Optional(
+    OneOf(NON_ATOMIC_REPLACE_ACTIONS, {
+      description:
+        'HASH_OF_MAPS only, on kernels where replacing a key is not atomic (before 6.16): warn (the default) at start, or refuse swaps into occupied slots',
     }),
   ),
 });
@@ -276,6 +285,7 @@ export type AuditConfig = Static<typeof AuditSchema>;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 export type ObjectConfig = Static<typeof ObjectSchema>;
 export type MapCodecConfig = Static<typeof MapCodecSchema>;
+export type NonAtomicReplaceAction = (typeof NON_ATOMIC_REPLACE_ACTIONS)[number];
 export type FormatName = (typeof FORMAT_NAMES)[number];
 export type StopAction = (typeof STOP_ACTIONS)[number];
 export type AttachConfig = Static<typeof AttachSchema>;

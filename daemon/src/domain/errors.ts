@@ -19,6 +19,8 @@ export const BadInputError = createError('MIMD_BAD_INPUT', '%s', 400);
 export const NotFoundError = createError('MIMD_NOT_FOUND', '%s', 404);
 export const OuterMapFullError = createError('MIMD_OUTER_MAP_FULL', '%s', 409);
 export const NoRollbackTargetError = createError('MIMD_NO_ROLLBACK_TARGET', '%s', 409);
+/** A swap into an occupied HASH_OF_MAPS slot, on a kernel whose replace is not atomic, with onNonAtomicReplace: refuse. */
+export const NonAtomicReplaceError = createError('MIMD_NON_ATOMIC_REPLACE', '%s', 409);
 export const PreconditionFailedError = createError('MIMD_PRECONDITION_FAILED', '%s', 412);
 export const TemplateViolationError = createError('MIMD_TEMPLATE_VIOLATION', '%s', 422);
 export const SwapQueueFullError = createError('MIMD_SWAP_QUEUE_FULL', '%s', 503);
@@ -55,6 +57,8 @@ export function isMimdError(err: unknown): err is MimdError {
  * or space is 507, anything else 500, both with the errno name.
  */
 export function fromKernel(err: unknown, what: string): MimdError {
+  // Already a domain error (refused before the kernel was touched): as it is.
+  if (isMimdError(err)) return err;
   const code = (err as { code?: unknown }).code;
   const errno = typeof code === 'string' ? code : undefined;
   const text = err instanceof Error ? err.message : String(err);

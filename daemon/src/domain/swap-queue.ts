@@ -10,9 +10,18 @@
 // its first failure and says how far it got, so that element fails alone and
 // the rest is sent again. Two swaps of one slot never meet in a batch (the
 // slot service runs a slot's writes one at a time), so order within a slot
-// is kept. A kernel that cannot batch outer maps gets single updates.
+// is kept.
+//
+// The strategy comes from the kernel feature probes (kernel-features.ts):
+// 'batch' where a batch costs one grace period; 'concurrent' where batches
+// are refused (5.10) or cost one wait per element (6.1), so single updates go
+// several at once and share grace periods; 'single' when the configuration
+// allows one update at a time. A batch refused with ENOTSUPP still falls back
+// to single updates for that outer map: a safety net, should the probe and
+// the map disagree.
 import type { KernelMap, KernelOuterMap } from './ports';
 import { mimdError, SwapQueueFullError } from './errors';
+import type { ReplaceGuard, SwapStrategy } from './kernel-features';
 
 export interface SwapQueueOptions {
   /** updates allowed to wait or run at once; beyond it, SwapQueueFullError */
@@ -21,6 +30,10 @@ export interface SwapQueueOptions {
   concurrency: number;
   /** most swaps in one batch */
   maxBatch?: number;
+  /** how updates are sent (from the kernel probe); default 'batch' */
+  strategy?: SwapStrategy;
+  /** refuses a swap before the kernel is touched (HASH_OF_MAPS replace on a kernel where it is not atomic) */
+  guard?: ReplaceGuard | undefined;
 }
 
 export interface SwapOutcome {
@@ -59,9 +72,11 @@ export class SwapQueue {
   /** outer maps the kernel refused a batch update for */
   private readonly noBatch = new WeakSet<KernelOuterMap>();
   private readonly maxBatch: number;
+  readonly strategy: SwapStrategy;
 
   constructor(private readonly options: SwapQueueOptions) {
     this.maxBatch = Math.max(1, Math.floor(options.maxBatch ?? DEFAULT_MAX_BATCH));
+    this.strategy = options.strategy ?? 'batch';
   }
 
   /** Number of updates waiting or in flight. */
@@ -72,6 +87,8 @@ export class SwapQueue {
   /** Puts `inner` into the slot `key` of `outer`, batched with concurrent swaps of the same outer map. */
   set(outer: KernelOuterMap, key: Buffer, inner: KernelMap): Promise<SwapOutcome> {
     try {
+      const refusal = this.options.guard?.(outer, key);
+      if (refusal) throw refusal;
       this.admit();
     } catch (err) {
       return Promise.reject(err);
@@ -137,7 +154,7 @@ export class SwapQueue {
     let rest = batch;
     let holding = true;
     try {
-      while (rest.length > 1 && !this.noBatch.has(outer)) {
+      while (rest.length > 1 && this.strategy === 'batch' && !this.noBatch.has(outer)) {
         const started = process.hrtime.bigint();
         try {
           await outer.setInnerBatch(
@@ -170,6 +187,10 @@ export class SwapQueue {
       if (rest.length === 0) return;
       if (rest.length === 1) {
         await this.single(outer, rest[0] as PendingSwap);
+        return;
+      }
+      if (this.strategy === 'single') {
+        for (const swap of rest) await this.single(outer, swap);
         return;
       }
       // Several single updates: each takes a place of its own, so that

@@ -23,6 +23,7 @@ import createError from '@fastify/error';
 import rateLimit from '@fastify/rate-limit';
 import { badInput, isMimdError, mimdError } from '../domain/errors';
 import type { SlotsApi } from '../domain/slots-api';
+import type { KernelReport } from '../domain/kernel-features';
 import type { Scope } from '../config/schema';
 import apiRoutes from './routes/index';
 import healthRoutes from './routes/health';
@@ -64,6 +65,8 @@ export interface AppOptions {
   https?: { key: Buffer; cert: Buffer };
   /** POST /v1/reload (admin): what SIGHUP does */
   reload?: () => Promise<ReloadResult>;
+  /** GET /v1/kernel: the kernel feature probes and the swap strategy */
+  kernel?: () => KernelReport | null;
 }
 
 declare module 'fastify' {
@@ -148,6 +151,7 @@ export function buildApp(options: AppOptions): App {
     prefix: '/v1',
     slots,
     reload: options.reload,
+    kernel: options.kernel,
     visible: (request, map) => !request.principal || options.access.canSee(request.principal, map),
   });
   return app;

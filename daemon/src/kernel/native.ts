@@ -121,6 +121,31 @@ export declare class NativeLink {
   close(): void;
 }
 
+/** A program loaded from raw instructions (the feature probes' throwaway programs). */
+export interface NativeProgramSpec {
+  /** enum bpf_prog_type */
+  type: number;
+  /** struct bpf_insn[], 8 bytes each; map fds already in place (BPF_PSEUDO_MAP_FD) */
+  insns: Buffer;
+  license: string;
+  /** enum bpf_attach_type, for types that need it at load */
+  expectedAttachType?: number;
+}
+
+export declare class NativeProgram {
+  private constructor();
+  static load(spec: NativeProgramSpec): Promise<NativeProgram>;
+  readonly fd: number;
+  readonly closed: boolean;
+  /** BPF_PROG_TEST_RUN, off the event loop */
+  testRun(data: Buffer, repeat: number): Promise<{ retval: number; duration: number }>;
+  /** BPF_LINK_CREATE; target is an ifindex or an fd, as the attach type reads it */
+  linkCreate(target: number, attachType: number, flags: number): NativeLink;
+  /** BPF_RAW_TRACEPOINT_OPEN */
+  rawTracepointOpen(name: string): NativeLink;
+  close(): void;
+}
+
 export interface NativeOpenOptions {
   /** object name override (defaults to the file name) */
   name?: string;
@@ -164,6 +189,7 @@ export interface NativeAddon {
   NativeMap: typeof NativeMap;
   NativeLink: typeof NativeLink;
   NativeObject: typeof NativeObject;
+  NativeProgram: typeof NativeProgram;
   /** route libbpf's print callback; null restores the default (stderr). */
   setLogger(fn: ((level: NativeLogLevel, message: string) => void) | null): void;
   /** libbpf_num_possible_cpus() */

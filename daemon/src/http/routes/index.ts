@@ -7,6 +7,8 @@ import mapsRoutes from './maps';
 import slotsRoutes from './slots';
 import versionsRoutes from './versions';
 import entriesRoutes from './entries';
+import kernelRoutes from './kernel';
+import type { KernelReport } from '../../domain/kernel-features';
 
 export interface ApiOptions {
   slots: SlotsApi;
@@ -14,12 +16,14 @@ export interface ApiOptions {
   reload?: (() => Promise<ReloadResult>) | undefined;
   /** whether the request's principal may see an outer map ("object/map"); lists leave out the others */
   visible?: ((request: FastifyRequest, map: string) => boolean) | undefined;
+  /** GET /kernel: the kernel feature probes and the swap strategy (null until the slots are restored) */
+  kernel?: (() => KernelReport | null) | undefined;
 }
 
 /** URL of one slot; every slot route hangs below it. */
 export const SLOT_PATH = '/maps/:object/:map/slots/:slot';
 
-const apiRoutes: FastifyPluginAsyncTypebox<ApiOptions> = async (app, { slots, reload, visible }) => {
+const apiRoutes: FastifyPluginAsyncTypebox<ApiOptions> = async (app, { slots, reload, visible, kernel }) => {
   if (reload) {
     app.post('/reload', async () => reload());
   }
@@ -27,6 +31,7 @@ const apiRoutes: FastifyPluginAsyncTypebox<ApiOptions> = async (app, { slots, re
   await app.register(slotsRoutes, { slots });
   await app.register(versionsRoutes, { slots });
   await app.register(entriesRoutes, { slots });
+  if (kernel) await app.register(kernelRoutes, { kernel });
 };
 
 export default apiRoutes;
