@@ -50,7 +50,7 @@ const DEBIAN_PACKAGES = [
   { name: 'qemu-system-x86', why: 'boots each kernel of the matrix (software emulation: no KVM here)', kernels: true },
   { name: 'busybox-static', why: "the guest initramfs's shell, mount and insmod, with no libraries to pack", kernels: true },
   { name: 'cpio', why: 'packs the guest initramfs', kernels: true },
-  { name: 'kmod', why: 'depmod: Debian kernel packages ship no modules.dep, and the guest needs the 9p modules in order', kernels: true },
+  { name: 'kmod', why: 'modinfo: which modules the 9p modules need, so the guest loads them in order', kernels: true },
   { name: 'xz-utils', why: 'kernels from 6.12 ship .ko.xz modules; they are unpacked for busybox insmod', kernels: true },
   { name: 'debian-archive-keyring', why: "verifies the other suites' package lists read by the private apt configuration", kernels: true },
 ];

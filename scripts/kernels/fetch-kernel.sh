@@ -70,15 +70,13 @@ done
 
 tmp=$(mktemp -d "$KERNEL_CACHE/kernels/.extract.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-# The package ships no modules.dep (depmod makes it on install): extract the
-# kernel and its modules, let the host's depmod index them, keep what we need.
+# Everything is extracted (one pass through the package either way), the few
+# modules the guest loads are kept, the rest is removed with $tmp.
 log "$suite: extracting $pkg"
 for file in "${files[@]}"; do dpkg-deb -x "$file" "$tmp"; done
 moddir=$(find "$tmp" -mindepth 3 -maxdepth 4 -type d -path '*/lib/modules/*' -name '[0-9]*' | head -n1)
 [ -d "$moddir/kernel" ] || die "$suite: no lib/modules/<version>/kernel in $pkg"
 kver=$(basename "$moddir")
-# the modules live in lib/modules or, with merged /usr, usr/lib/modules: depmod's base is what is above
-depmod -b "${moddir%/lib/modules/*}" "$kver"
 needed=$(node "$here/module-closure.mjs" "$moddir" $GUEST_MODULES)
 printf '%s\n' $needed >"$tmp/order"
 mkdir -p "$tmp/out/modules"

@@ -5,7 +5,7 @@
 KERNEL_CACHE=${MIMD_KERNEL_CACHE:-/var/cache/mimd-kernels}
 mkdir -p "$KERNEL_CACHE/kernels"
 
-# What the guest's init loads (with their dependencies, from modules.dep):
+# What the guest's init loads (with their dependencies, from each module's modinfo):
 # virtio_pci finds the 9p device, 9pnet_virtio is its transport, 9p the filesystem.
 GUEST_MODULES="virtio_pci 9pnet_virtio 9p"
 
