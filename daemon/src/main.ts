@@ -345,6 +345,11 @@ async function probe(probeKernel: typeof import('./kernel/probe').probeKernel, c
   const attachKinds = [...new Set(config.objects.flatMap((o) => o.attach.map((a) => a.type)))];
   try {
     const features = await probeKernel({ attachKinds, concurrency: config.swapQueue.concurrency });
+    // Test seam: the safe mode on a kernel (6.16+) whose replace is atomic.
+    if (process.env.MIMD_ASSUME_NON_ATOMIC_REPLACE === '1') {
+      const probed = features.atomicHashOfMapsReplace;
+      features.atomicHashOfMapsReplace = { ...probed, value: false, detail: `assumed not atomic (MIMD_ASSUME_NON_ATOMIC_REPLACE=1); the probe: ${probed.detail}` };
+    }
     log.info(
       {
         release: features.release,
