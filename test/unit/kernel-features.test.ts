@@ -10,6 +10,7 @@ import {
   kernelReport,
   mapsAtRisk,
   replaceGuard,
+  waitVerdict,
   type ReplaceGuardedMap,
 } from '../../daemon/src/domain/kernel-features';
 import { SwapQueue } from '../../daemon/src/domain/swap-queue';
@@ -26,6 +27,15 @@ t.test('strategy: batch only where a batch costs one wait (or waits are too shor
   t.equal(deriveSwapStrategy('unknown', 'unknown', 4), 'concurrent');
   t.equal(deriveSwapStrategy(false, 'unknown', 1), 'single', 'concurrency 1: one at a time');
   t.equal(deriveSwapStrategy(true, true, 1), 'batch', 'a batch is one update: concurrency does not matter');
+});
+
+t.test('timing verdict: the README table\'s kernels, 8-slot batches', async (t) => {
+  t.equal(waitVerdict(16, 128, 8).value, false, '6.1: 16 ms against 8 x 16 ms');
+  t.equal(waitVerdict(16, 17, 8).value, true, '6.12: one wait per batch');
+  t.equal(waitVerdict(9, 20, 8).value, true, 'noisy, but under sqrt(8) times');
+  t.equal(waitVerdict(0.06, 1.1, 8).value, 'indistinguishable', '7.x: a high ratio of tiny times');
+  t.equal(waitVerdict(0.25, 0.3, 8).value, 'indistinguishable', 'expedited waits: both under a millisecond');
+  t.equal(waitVerdict(0.3, 12, 8).value, false, 'cheap single updates but a batch that costs one wait each');
 });
 
 const notUsed = (what: string) => (): never => {

@@ -63,6 +63,29 @@ export interface KernelFeatures {
   probeMs: number;
 }
 
+/** Below this difference between a batch and one update, which wait count it pays does not matter. */
+export const INDISTINGUISHABLE_MS = 2;
+
+/**
+ * Reads the timing probe: the median of single-slot updates against that of
+ * `slots`-slot batches. About 1x is one wait per batch, about `slots`x one per
+ * slot; the geometric middle (sqrt(slots)) divides them. When even the batch
+ * is under a millisecond (expedited waits) or costs less than
+ * INDISTINGUISHABLE_MS more than one update (7.x: 0.05 ms against 1 ms), the
+ * wait count cannot be told or does not matter: 'indistinguishable'.
+ */
+export function waitVerdict(singleMs: number, batchMs: number, slots: number): { value: boolean | 'indistinguishable'; why: string } {
+  const r = (n: number): number => Math.round(n * 1000) / 1000;
+  const ratio = batchMs / Math.max(singleMs, 0.001);
+  const threshold = Math.sqrt(slots);
+  if (batchMs < 1) return { value: 'indistinguishable', why: 'waits too short to tell one per batch from one per slot (expedited grace periods)' };
+  if (ratio < threshold) return { value: true, why: `ratio ${r(ratio)} < ${r(threshold)}, one wait per batch` };
+  if (batchMs - singleMs < INDISTINGUISHABLE_MS) {
+    return { value: 'indistinguishable', why: `ratio ${r(ratio)}, but the batch costs under ${INDISTINGUISHABLE_MS} ms more than one update` };
+  }
+  return { value: false, why: `ratio ${r(ratio)} >= ${r(threshold)}, one wait per slot` };
+}
+
 /**
  * The fastest correct way to send swaps on this kernel:
  * - batch: batches of outer-map updates work and cost one grace period per

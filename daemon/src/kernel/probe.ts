@@ -14,6 +14,7 @@ import { interfaceIndex } from './netdev';
 import * as I from './insns';
 import {
   deriveSwapStrategy,
+  waitVerdict,
   LINK_TYPE_OF,
   LINK_TYPES,
   type AtomicReplaceProbe,
@@ -146,9 +147,7 @@ export function probeBatchOuterMaps(): Promise<FeatureProbe> {
 /**
  * Does a batch of k slots wait for one RCU grace period, or k? Times single
  * updates against k-slot batches, interleaved, and compares the medians:
- * about 1x means one wait per batch, about kx one per slot. When even the
- * batch is under a millisecond (expedited waits, 6.19+) the two cannot be told
- * apart, and it does not matter: 'indistinguishable'.
+ * see waitVerdict() for how they are read.
  */
 export function probeOneWaitPerBatch(slots = 8, rounds = 5): Promise<WaitProbe> {
   const base = { slots, rounds, singleMs: null, batchMs: null };
@@ -167,16 +166,9 @@ export function probeOneWaitPerBatch(slots = 8, rounds = 5): Promise<WaitProbe> 
     }
     const singleMs = round3(median(single));
     const batchMs = round3(median(batch));
-    const ratio = batchMs / Math.max(singleMs, 0.001);
-    const measured = { ...base, singleMs, batchMs };
     const numbers = `single update ${singleMs} ms, ${slots}-slot batch ${batchMs} ms (medians of ${rounds})`;
-    if (batchMs < 1) {
-      return { ...measured, value: 'indistinguishable', detail: `${numbers}: waits too short to tell one per batch from one per slot (expedited grace periods)` };
-    }
-    // The geometric middle between 1x (one wait) and kx (one per slot).
-    const threshold = Math.sqrt(slots);
-    if (ratio < threshold) return { ...measured, value: true, detail: `${numbers}: ratio ${round3(ratio)} < ${round3(threshold)}, one wait per batch` };
-    return { ...measured, value: false, detail: `${numbers}: ratio ${round3(ratio)} >= ${round3(threshold)}, one wait per slot` };
+    const verdict = waitVerdict(singleMs, batchMs, slots);
+    return { ...base, singleMs, batchMs, value: verdict.value, detail: `${numbers}: ${verdict.why}` };
   }).catch((err: unknown) => ({ ...base, ...unexpected<WaitProbe['value']>('unknown', err, 'the timing probe') }));
 }
 
@@ -377,46 +369,69 @@ export function probeAtomicHashOfMapsReplace(raceMs = 300): Promise<AtomicReplac
     const cpus = onlineCpus();
     let lookups = 0;
     let missed = 0;
-    let raced = false;
-    let raceNote = '';
+    let raceNote: string;
     if (cpus < 2) {
       raceNote = 'lookup race not run: one CPU online';
     } else {
-      const counters = scope.add(await BpfMap.create({ type: MapType.ARRAY, name: 'mimd_probe_cnt', keySize: 4, valueSize: 16, maxEntries: 1 }));
-      const prog = scope.add(await BpfProgram.load({ type: PROG_XDP, insns: lookupProgram(outer.fd, counters.fd) }));
-      const packet = Buffer.alloc(64);
-      let replacing = true;
-      const runner = (async () => {
-        while (replacing) await prog.testRun(packet, 20_000);
-      })();
-      const deadline = Date.now() + raceMs;
-      const replacer = async (offset: number): Promise<void> => {
-        for (let i = offset; Date.now() < deadline; i += 2) {
-          await outer.update(keys[i % RACE_KEYS]!, u32(inners[(i >> 4) % 2]!.fd), 'exist');
-          replaces++;
-        }
-      };
-      try {
-        await Promise.all([replacer(0), replacer(1)]);
-      } finally {
-        replacing = false;
-        await runner;
-      }
-      const value = counters.lookup(u32(0));
-      if (value) {
-        missed = Number(value.readBigUInt64LE(0));
-        lookups = Number(value.readBigUInt64LE(8)) * RACE_KEYS;
-      }
-      raced = lookups > 0;
-      raceNote = `${missed} of ${lookups} program lookups found no inner map while ${replaces} replaces ran`;
+      const race = await raceLookups(scope, outer, keys, inners, raceMs);
+      replaces += race.replaces;
+      ({ lookups, missed } = race);
+      raceNote = race.error
+        ? `lookup race not run to the end: ${race.error}`
+        : `${missed} of ${lookups} program lookups found no inner map while ${race.replaces} replaces ran`;
     }
     const structure = relinks
       ? 'a replace moved the key to the head of its bucket (insert new, then unlink old): a lookup already past the head misses it'
       : `${RACE_KEYS} keys replaced in iteration order stayed in place (the pointer is swapped in the element)`;
     const result = { relinks, lookups, missed, replaces };
-    const detail = `${structure}; ${raceNote}${raced || cpus < 2 ? '' : ' (the program made no lookups)'}`;
+    const detail = `${structure}; ${raceNote}`;
     return { ...result, value: !(missed > 0 || relinks), detail };
   }).catch((err: unknown) => ({ ...base, ...unexpected<AtomicReplaceProbe['value']>('unknown', err, 'the HASH_OF_MAPS replace probe') }));
+}
+
+/**
+ * Runs the lookup program in BPF_PROG_TEST_RUN (off the event loop) while two
+ * chains of updates replace the keys, for `raceMs`. Never throws: a failure
+ * (no BPF_PROG_TEST_RUN for this caller, say) ends the race and is reported,
+ * and everything it started has settled before it returns.
+ */
+async function raceLookups(
+  scope: Scope,
+  outer: BpfMap,
+  keys: Buffer[],
+  inners: BpfMap[],
+  raceMs: number,
+): Promise<{ lookups: number; missed: number; replaces: number; error: string | null }> {
+  let replaces = 0;
+  let error: string | null = null;
+  const fail = (err: unknown): void => {
+    error ??= `${codeOf(err)}: ${err instanceof Error ? err.message : String(err)}`;
+  };
+  try {
+    const counters = scope.add(await BpfMap.create({ type: MapType.ARRAY, name: 'mimd_probe_cnt', keySize: 4, valueSize: 16, maxEntries: 1 }));
+    const prog = scope.add(await BpfProgram.load({ type: PROG_XDP, insns: lookupProgram(outer.fd, counters.fd) }));
+    const packet = Buffer.alloc(64);
+    const deadline = Date.now() + raceMs;
+    const running = (): boolean => error === null && Date.now() < deadline;
+    const runner = (async () => {
+      while (running()) await prog.testRun(packet, 20_000);
+    })().catch(fail);
+    const replacer = (offset: number) =>
+      (async () => {
+        for (let i = offset; running(); i += 2) {
+          await outer.update(keys[i % RACE_KEYS]!, u32(inners[(i >> 4) % 2]!.fd), 'exist');
+          replaces++;
+        }
+      })().catch(fail);
+    await Promise.all([runner, replacer(0), replacer(1)]);
+    const value = counters.lookup(u32(0));
+    const missed = value ? Number(value.readBigUInt64LE(0)) : 0;
+    const lookups = value ? Number(value.readBigUInt64LE(8)) * RACE_KEYS : 0;
+    return { lookups, missed, replaces, error };
+  } catch (err) {
+    fail(err);
+    return { lookups: 0, missed: 0, replaces, error };
+  }
 }
 
 function onlineCpus(): number {
