@@ -4,19 +4,27 @@
 // HASH_OF_MAPS replace is atomic (6.16+): keys stay in place and no program
 // lookup misses. The control case shows the structural check can see a
 // non-atomic replace: a plain HASH map still replaces by insert-and-unlink.
-// Probes close what they make: the test counts the process's fds around them.
+// Probes close what they make: the test counts the process's BPF fds around them.
 import * as fs from 'node:fs';
 import t from 'tap';
 import { probeKernel, replaceRelinks } from '../../daemon/src/kernel/probe';
 import { BpfMap, MapType } from '../../daemon/src/kernel';
 
-const openFds = (): number => fs.readdirSync('/proc/self/fd').length;
+/** This process's fds on BPF objects (maps, programs, links). */
+const bpfFds = (): number =>
+  fs.readdirSync('/proc/self/fd').filter((fd) => {
+    try {
+      return fs.readlinkSync(`/proc/self/fd/${fd}`).startsWith('anon_inode:bpf');
+    } catch {
+      return false; // the fd of the directory listing itself, gone by now
+    }
+  }).length;
 
 t.test('probeKernel on this kernel', async (t) => {
-  const fdsBefore = openFds();
+  const fdsBefore = bpfFds();
   const features = await probeKernel({ concurrency: 4 });
   t.comment(JSON.stringify(features));
-  t.equal(openFds(), fdsBefore, 'every map, program and link the probes made is closed again');
+  t.equal(bpfFds(), fdsBefore, 'every map, program and link the probes made is closed again');
 
   t.equal(features.batchOuterMaps.value, true, `batch updates of an outer map work: ${features.batchOuterMaps.detail}`);
   t.ok(

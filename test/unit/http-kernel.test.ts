@@ -79,3 +79,11 @@ t.test('no token: 401 like every other route', async (t) => {
   const res = await server.inject({ method: 'GET', url: '/v1/kernel' });
   t.equal(res.statusCode, 401);
 });
+
+t.test('the API description has GET /v1/kernel with its answer', async (t) => {
+  const server = app(t, () => REPORT);
+  const res = await server.inject({ method: 'GET', url: '/docs/json' });
+  t.equal(res.statusCode, 200);
+  const doc = json(res) as { paths: Record<string, Record<string, { responses?: Record<string, unknown> }>> };
+  t.ok(doc.paths['/v1/kernel']?.['get']?.responses?.['200'], 'GET /v1/kernel answers 200 with a schema');
+});
