@@ -348,7 +348,8 @@ function lookupProgram(outerFd: number, countersFd: number): Buffer {
  *   BPF_PROG_TEST_RUN on one CPU while the keys are replaced from another,
  *   and counts the lookups that found no inner map.
  * Any missed lookup or a moved key: not atomic. Keys kept in place and no
- * miss: atomic. Otherwise unknown (mimd then treats it as not atomic).
+ * miss: atomic. A probe that fails (no HASH_OF_MAPS for this caller, say)
+ * answers unknown, which mimd treats as not atomic.
  */
 export function probeAtomicHashOfMapsReplace(raceMs = 300): Promise<AtomicReplaceProbe> {
   const base = { relinks: null, lookups: 0, missed: 0, replaces: 0 };
