@@ -15,6 +15,12 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
+/** qemu processes this module started and that still run: killed by pid if the matrix is stopped. */
+const running = new Set();
+export function killGuests() {
+  for (const child of running) child.kill('SIGKILL');
+}
+
 /**
  * @param {object} o
  * @param {string} o.kernelDir  from fetch-kernel.sh: vmlinuz, initramfs.cpio.gz
@@ -45,6 +51,7 @@ export async function bootOnce({ kernelDir, outDir, run, cwd, timeoutMs }) {
   ];
   const started = Date.now();
   const qemu = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  running.add(qemu);
   let stderr = '';
   qemu.stderr.on('data', (d) => (stderr += d));
   let timedOut = false;
@@ -61,6 +68,7 @@ export async function bootOnce({ kernelDir, outDir, run, cwd, timeoutMs }) {
     qemu.on('exit', (code) => resolve(code));
   });
   clearTimeout(timer);
+  running.delete(qemu);
   const read = (f) => (fs.existsSync(f) ? fs.readFileSync(f, 'utf8').replace(/\r/g, '') : '');
   const consoleText = read(consoleLog) + (stderr ? `\n[qemu stderr]\n${stderr}` : '');
   return {

@@ -14,11 +14,11 @@
 //   MIMD_KERNELS_TIMEOUT  seconds one guest may take, boot to power-off (default 300)
 //   MIMD_KERNEL_CACHE     downloads and extracted kernels (default /var/cache/mimd-kernels)
 //   MIMD_KERNELS_LOGS     where each guest's console and results go (default .ci/kernels)
-import { spawnSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { boot } from './boot.mjs';
+import { boot, killGuests } from './boot.mjs';
 import { readResults, verdict } from './report.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -93,18 +93,9 @@ async function main() {
   const timeoutMs = (Number(process.env.MIMD_KERNELS_TIMEOUT ?? 300) || 300) * 1000;
   const logs = path.resolve(ROOT, process.env.MIMD_KERNELS_LOGS ?? path.join('.ci', 'kernels'));
 
-  // The guests run JavaScript: the test compiled beside dist/daemon (node, not tap's TS loader).
-  note('compiling test/kernels (tsc)');
-  const tsc = spawnSync('npx', ['--no-install', 'tsc', '-p', 'test/kernels/tsconfig.json'], { cwd: ROOT, stdio: ['ignore', 2, 2] });
-  if (tsc.status !== 0) {
-    say(`kernels: tsc -p test/kernels/tsconfig.json exited ${tsc.status}`);
-    say('kernels: 0 passed, 1 failed');
-    return 1;
-  }
-
   // Downloads in parallel: the network, not the CPU, is what they wait for.
   const fetchStarted = Date.now();
-  const fetched = await Promise.all(
+  const fetching = Promise.all(
     suites.map(async (s) => {
       const got = await run('bash', [path.join(HERE, 'fetch-kernel.sh'), s.suite]);
       if (got.code !== 0) return { ...s, error: `fetch-kernel.sh ${s.suite} exited ${got.code}` };
@@ -114,6 +105,17 @@ async function main() {
       return { ...s, dir: got.out, release };
     }),
   );
+  // Meanwhile the guests' JavaScript: the test compiled beside dist/daemon (run
+  // by plain node in the guest, not through tap's TypeScript loader).
+  note('compiling test/kernels (tsc)');
+  const tsc = await run('npx', ['--no-install', 'tsc', '-p', 'test/kernels/tsconfig.json']);
+  const fetched = await fetching;
+  if (tsc.code !== 0) {
+    if (tsc.out) process.stderr.write(`${tsc.out}\n`);
+    say(`kernels: tsc -p test/kernels/tsconfig.json exited ${tsc.code}`);
+    say('kernels: 0 passed, 1 failed');
+    return 1;
+  }
   note(`kernels ready in ${seconds(Date.now() - fetchStarted)}`);
 
   const outcomes = await pool(fetched, jobs, async (k) => {
@@ -164,6 +166,14 @@ async function main() {
   say(`kernel matrix: ${good} of ${outcomes.length} kernels passed in ${seconds(Date.now() - started)}`);
   say(`kernels: ${pass} passed, ${fail} failed`);
   return fail > 0 || good < outcomes.length ? 1 : 0;
+}
+
+// Stopped from outside (CI timeout, ^C): no guest may outlive the matrix.
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(signal, () => {
+    killGuests();
+    process.exit(130);
+  });
 }
 
 main().then(
