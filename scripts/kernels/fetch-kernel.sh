@@ -62,7 +62,15 @@ for part in "${parts[@]}"; do
   file="$debs/${name}_${version//:/%3a}_amd64.deb"
   if [ ! -s "$file" ]; then
     log "$suite: downloading $name $version"
-    (cd "$debs" && apt_private "$apt_dir" download "$part" >&2)
+    if ! (cd "$debs" && apt_private "$apt_dir" download "$part" >&2); then
+      # The mirror drops a kernel's .deb soon after its successor arrives, while
+      # our lists may be up to a day old: read them again and start over, once.
+      [ -z "${MIMD_KERNELS_REFRESHED:-}" ] || die "$suite: cannot download $part"
+      log "$suite: $part is gone from the mirror; reading the lists again"
+      apt_private "$apt_dir" update >&2
+      rm -f "$resolved"
+      MIMD_KERNELS_REFRESHED=1 exec bash "$0" "$@"
+    fi
   fi
   [ -s "$file" ] || die "$suite: no $file after download"
   files+=("$file")
