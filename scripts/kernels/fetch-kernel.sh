@@ -12,8 +12,10 @@
 # Why the meta-package: the versioned name (linux-image-6.1.0-41-amd64) changes
 # with every ABI bump; linux-image-amd64 in a suite always depends on the current one.
 #
-# Why the generic flavour and not -cloud: the cloud kernels build no 9p/virtio-pci
-# modules, and the guest reads the host's files over 9p.
+# Why the generic flavour (linux-image-amd64) and not -cloud: the cloud kernels
+# build no 9p at all (bookworm's cloud config: CONFIG_NET_9P and CONFIG_9P_FS
+# unset), and the guest reads the host's files over 9p. The generic flavour
+# has 9p, 9pnet_virtio and virtio_pci as modules in all four suites.
 set -euo pipefail
 suite=${1:?suite}
 meta=${2:-linux-image-amd64}
