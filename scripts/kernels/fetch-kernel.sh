@@ -109,4 +109,7 @@ done < <(grep . "$tmp/order" || true)
 [ -s "$tmp/out/load-order" ] || echo "# all built in" >"$tmp/out/load-order"
 rm -rf "$out"
 mv "$tmp/out" "$out"
+# The kernel directory is the cache from now on: the packages (up to 120 MB
+# each) would only take disk space.
+rm -f "${files[@]}"
 echo "$out"
