@@ -15,13 +15,15 @@ const GET_PATH = `${MAP}/slots/0`;
  * for `seconds`; with the daemon's CPU use over that time (percent of one
  * CPU, all its threads).
  */
-export async function getThroughput(daemon, seconds, connections = 32) {
+export async function getThroughput(daemon, seconds, connections = 32, urlPath = GET_PATH) {
   const cpu0 = daemon.cpuSeconds();
-  const result = await autocannon({ url: `http://mimd${GET_PATH}`, socketPath: daemon.socket, connections, duration: seconds, pipelining: 1 });
-  const daemonCpuPct = (100 * (daemon.cpuSeconds() - cpu0)) / seconds;
+  const result = await autocannon({ url: `http://mimd${urlPath}`, socketPath: daemon.socket, connections, duration: seconds, pipelining: 1 });
+  const cpu = daemon.cpuSeconds() - cpu0;
   return {
-    daemonCpuPct,
-    path: GET_PATH,
+    daemonCpuPct: (100 * cpu) / seconds,
+    // CPU the daemon spent per answered GET (with whatever else it did meanwhile, e.g. the storm)
+    daemonCpuUsPerRequest: result.requests.total ? (cpu * 1e6) / result.requests.total : null,
+    path: urlPath,
     connections,
     seconds,
     reqPerS: result.requests.average,
@@ -33,16 +35,21 @@ export async function getThroughput(daemon, seconds, connections = 32) {
   };
 }
 
+/** Storm processes running, for the cleanup on failure or signal (killed by pid). */
+export const stormChildren = new Set();
+
 /** Runs the storm process for `ms`; resolves with its JSON result. */
 function runStorm(socketPath, ms, versions, activeIndex) {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [STORM, socketPath, String(ms), JSON.stringify(versions), String(activeIndex)], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
+    stormChildren.add(child);
     let out = '';
     child.stdout.on('data', (c) => (out += c));
     child.on('error', reject);
     child.on('exit', (code) => {
+      stormChildren.delete(child);
       if (code !== 0) return reject(new Error(`storm exited ${code}`));
       try {
         resolve(JSON.parse(out));
@@ -54,6 +61,36 @@ function runStorm(socketPath, ms, versions, activeIndex) {
 }
 
 const quantile = (samples, name, q) => samples[`${name}{quantile="${q}"}`] ?? null;
+
+/** The event-loop delay figures of a scrape (mimd's gauge, reset by each scrape, and prom-client's). */
+function eventLoopOf(metrics) {
+  return {
+    p50Ms: secToMs(quantile(metrics, 'mimd_event_loop_delay_seconds', '0.5')),
+    p99Ms: secToMs(quantile(metrics, 'mimd_event_loop_delay_seconds', '0.99')),
+    maxMs: secToMs(quantile(metrics, 'mimd_event_loop_delay_seconds', '1')),
+    // prom-client's default metric; its name has carried mimd_ and mimd_process_ prefixes
+    promClientLagP99Ms: secToMs(metrics.mimd_nodejs_eventloop_lag_p99_seconds ?? metrics.mimd_process_nodejs_eventloop_lag_p99_seconds ?? null),
+  };
+}
+
+/**
+ * The event-loop delay of the daemon doing nothing for `seconds`: on a
+ * shared machine, what waiting for a CPU adds by itself (the control for the
+ * storm's figures).
+ */
+export async function idleEventLoop(daemon, seconds) {
+  await scrape(daemon.client);
+  await new Promise((r) => setTimeout(r, seconds * 1000));
+  return eventLoopOf(await scrape(daemon.client));
+}
+
+/** The storm alone for `seconds`, nothing else asking: its swap rate and the event-loop delay it causes. */
+export async function stormAlone(daemon, versions, activeIndex, seconds) {
+  await scrape(daemon.client);
+  const swaps = await runStorm(daemon.socket, seconds * 1000, versions, activeIndex);
+  const metrics = await scrape(daemon.client);
+  return { storm: { ...swaps, swapsPerS: swaps.swaps / swaps.seconds }, eventLoop: eventLoopOf(metrics) };
+}
 
 /**
  * The storm on the 64 storm slots for `seconds` + a margin, autocannon on
@@ -70,13 +107,7 @@ export async function getDuringStorm(daemon, versions, activeIndex, seconds) {
   return {
     get,
     storm: { ...swaps, swapsPerS: swaps.swaps / swaps.seconds },
-    eventLoop: {
-      p50Ms: secToMs(quantile(metrics, 'mimd_event_loop_delay_seconds', '0.5')),
-      p99Ms: secToMs(quantile(metrics, 'mimd_event_loop_delay_seconds', '0.99')),
-      maxMs: secToMs(quantile(metrics, 'mimd_event_loop_delay_seconds', '1')),
-      // prom-client's default metric; its name has carried mimd_ and mimd_process_ prefixes
-      promClientLagP99Ms: secToMs(metrics.mimd_nodejs_eventloop_lag_p99_seconds ?? metrics.mimd_process_nodejs_eventloop_lag_p99_seconds ?? null),
-    },
+    eventLoop: eventLoopOf(metrics),
   };
 }
 

@@ -16,7 +16,7 @@ import * as path from 'node:path';
 import { BpftoolBench } from './bpftool.mjs';
 import { Daemon, running } from './daemon.mjs';
 import { buildFloor, runFloor } from './floor.mjs';
-import { getThroughput, getDuringStorm } from './load.mjs';
+import { getThroughput, getDuringStorm, idleEventLoop, stormAlone, stormChildren } from './load.mjs';
 import { DUMP_FORMATS, activateLatency, concurrent64, dump, fill, prepareStormSlots, putLatency } from './mimd-jobs.mjs';
 import { BENCH_OBJECT, MAIN, ROOT } from './paths.mjs';
 import { buildRows, formatTable, writeResults } from './report.mjs';
@@ -44,6 +44,13 @@ const pinBase = `/sys/fs/bpf/mimd-bench-${process.pid}`;
 const pins = { main: `${pinBase}-main`, memory: `${pinBase}-memory`, bpftool: `${pinBase}-bpftool` };
 
 function cleanupNow() {
+  for (const child of [...stormChildren]) {
+    try {
+      process.kill(child.pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
   for (const daemon of [...running]) daemon.killNow();
   for (const dir of Object.values(pins)) fs.rmSync(dir, { recursive: true, force: true });
   fs.rmSync(tmpDir, { recursive: true, force: true });
@@ -61,8 +68,21 @@ const results = {
   startedAt: new Date().toISOString(),
   quick,
   sizes: SIZES,
-  machine: { kernel: os.release(), cpus: os.cpus().length, node: process.version, loadavgBefore: os.loadavg() },
+  machine: { kernel: os.release(), cpus: os.cpus().length, node: process.version, rcuExpedited: rcuExpedited(), loadavgBefore: os.loadavg() },
 };
+
+/**
+ * /sys/kernel/rcu_expedited: 1 makes every synchronize_rcu() expedited, so
+ * an outer-map update waits about 0.1 ms instead of a normal grace period
+ * (about 10 ms): the floor's swap figures depend on it entirely.
+ */
+function rcuExpedited() {
+  try {
+    return Number(fs.readFileSync('/sys/kernel/rcu_expedited', 'utf8').trim());
+  } catch {
+    return null;
+  }
+}
 
 async function main() {
   say(`temp dir ${tmpDir}, pins under ${pinBase}-*; load average ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
@@ -94,7 +114,14 @@ async function main() {
     say('mimd: GET throughput, alone and during a swap storm');
     try {
       mimd.getBaseline = await getThroughput(main, 3);
-      if (versions) mimd.load = await getDuringStorm(main, versions, mimd.concurrent64.active ?? 0, STORM_SECONDS);
+      // The same without the slot read: what the HTTP stack (auth, logging) costs by itself.
+      mimd.getHealthz = await getThroughput(main, 3, 32, '/healthz');
+      mimd.idleEventLoop = await idleEventLoop(main, 2);
+      if (versions) {
+        mimd.stormAlone = await stormAlone(main, versions, mimd.concurrent64.active ?? 0, STORM_SECONDS / 2);
+        // Each slot stopped on either version: activating the active one again is a swap all the same.
+        mimd.load = await getDuringStorm(main, versions, 0, STORM_SECONDS);
+      }
     } catch (err) {
       mimd.load = { error: String(err.message) };
     }
@@ -197,8 +224,10 @@ try {
   process.exitCode = 1;
 }
 if (results.floor && results.mimd) {
+  // Whether the daemon took streamed uploads (NDJSON, binary) at all, or answered 415.
+  results.streaming = results.mimd.fills.some((f) => f.format !== 'json' && !f.error);
   const rows = buildRows(results);
-  process.stdout.write(`\nmimd bench ${results.startedAt} on ${results.machine.cpus} CPUs, kernel ${results.machine.kernel}, node ${results.machine.node}; load average before ${results.machine.loadavgBefore.map((x) => x.toFixed(2)).join(' ')}, after ${(results.machine.loadavgAfter ?? []).map((x) => x.toFixed(2)).join(' ')}\n\n`);
+  process.stdout.write(`\nmimd bench ${results.startedAt} on ${results.machine.cpus} CPUs, kernel ${results.machine.kernel}, node ${results.machine.node}, rcu_expedited ${results.machine.rcuExpedited ?? '?'}; load average before ${results.machine.loadavgBefore.map((x) => x.toFixed(2)).join(' ')}, after ${(results.machine.loadavgAfter ?? []).map((x) => x.toFixed(2)).join(' ')}; streamed uploads ${results.streaming ? 'taken' : 'NOT taken'}\n\n`);
   process.stdout.write(formatTable(rows) + '\n\n');
   say(`results: ${writeResults(outDir, results, rows)}`);
 }
