@@ -20,6 +20,9 @@ export const NotFoundError = createError('MIMD_NOT_FOUND', '%s', 404);
 export const OuterMapFullError = createError('MIMD_OUTER_MAP_FULL', '%s', 409);
 export const NoRollbackTargetError = createError('MIMD_NO_ROLLBACK_TARGET', '%s', 409);
 export const PreconditionFailedError = createError('MIMD_PRECONDITION_FAILED', '%s', 412);
+/** more entries in one request than api.maxEntries allows */
+export const TooManyEntriesError = createError('MIMD_TOO_MANY_ENTRIES', '%s', 413);
+export const UnsupportedMediaTypeError = createError('MIMD_UNSUPPORTED_MEDIA_TYPE', '%s', 415);
 export const TemplateViolationError = createError('MIMD_TEMPLATE_VIOLATION', '%s', 422);
 export const SwapQueueFullError = createError('MIMD_SWAP_QUEUE_FULL', '%s', 503);
 export const NotReadyError = createError('MIMD_NOT_READY', '%s', 503);
