@@ -47,6 +47,10 @@ export function buildRows(r) {
 
   // mimd: swaps
   const m = r.mimd;
+  if (!m) {
+    err('mimd', 'all jobs', r.error ?? 'did not run');
+    return rows;
+  }
   const swapRow = (figure, res, key, refMs, refName, target, limit) => {
     if (res?.error) return err('mimd', figure, res.error);
     const ms = res[key];
