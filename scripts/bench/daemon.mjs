@@ -23,8 +23,10 @@ export class Daemon {
    * @param {string} tmpDir the bench's temp dir
    * @param {string} pinRoot a bpffs directory of this daemon's own
    * @param {string} name distinguishes several daemons of one run
+   * @param {string[]} nodeArgs options for node itself, e.g. --cpu-prof (for diagnosis)
    */
-  constructor(tmpDir, pinRoot, name) {
+  constructor(tmpDir, pinRoot, name, nodeArgs = []) {
+    this.nodeArgs = nodeArgs;
     this.dir = path.join(tmpDir, name);
     this.pinRoot = pinRoot;
     this.socket = path.join(this.dir, 'run', 'mimd.sock');
@@ -47,7 +49,7 @@ export class Daemon {
     fs.writeFileSync(configFile, JSON.stringify(this.config(), null, 2));
     const log = fs.openSync(this.logFile, 'a');
     const env = { ...process.env, MIMD_CONFIG: '' };
-    this.child = spawn(process.execPath, [MAIN, '--config', configFile], { cwd: ROOT, stdio: ['ignore', log, log], env });
+    this.child = spawn(process.execPath, [...this.nodeArgs, MAIN, '--config', configFile], { cwd: ROOT, stdio: ['ignore', log, log], env });
     fs.closeSync(log);
     running.add(this);
     this.exited = once(this.child, 'exit');

@@ -16,12 +16,18 @@ export const FILL_SLOT = 2;
 const json = (value) => Buffer.from(JSON.stringify(value));
 const failure = (err) => ({ error: err instanceof HttpError ? err.short : String(err?.message ?? err) });
 
-/** PUT of a 100-entry inner map into one slot, `rounds` times: latency p50/p99 in ms. */
-export async function putLatency(client, rounds) {
+/**
+ * PUT of a 100-entry inner map into one slot, `rounds` times: latency
+ * p50/p99 in ms; with `cpuSeconds` (the daemon's CPU clock), the daemon's CPU
+ * time per PUT (all threads).
+ */
+export async function putLatency(client, rounds, cpuSeconds) {
   try {
     const times = [];
     const swapMs = [];
+    let cpu0 = null;
     for (let r = 0; r < rounds + 5; r++) {
+      if (r === 5 && cpuSeconds) cpu0 = cpuSeconds();
       const body = json({ entries: entries(100, r) });
       const start = nowMs();
       const res = await client.expect([200, 201], 'PUT', slotPath(PUT_SLOT), { body });
@@ -29,7 +35,8 @@ export async function putLatency(client, rounds) {
       times.push(nowMs() - start);
       swapMs.push(res.json?.swapMs ?? NaN);
     }
-    return { p50Ms: percentile(times, 50), p99Ms: percentile(times, 99), swapMsP50: percentile(swapMs, 50), rounds };
+    const cpuMsPerOp = cpu0 === null ? null : ((cpuSeconds() - cpu0) * 1000) / rounds;
+    return { p50Ms: percentile(times, 50), p99Ms: percentile(times, 99), swapMsP50: percentile(swapMs, 50), cpuMsPerOp, rounds };
   } catch (err) {
     return failure(err);
   }
@@ -43,21 +50,24 @@ async function stage(client, slot, salt) {
 
 const activate = (client, slot, version) => client.expect([200], 'POST', `${slotPath(slot)}/versions/${version}/activate`);
 
-/** Two staged versions of one slot activated in turn: swap latency without building a map. */
-export async function activateLatency(client, rounds) {
+/** Two staged versions of one slot activated in turn: swap latency without building a map (and CPU per activation, as putLatency). */
+export async function activateLatency(client, rounds, cpuSeconds) {
   try {
     const versions = [await stage(client, ACTIVATE_SLOT, 0), await stage(client, ACTIVATE_SLOT, 1)];
     await activate(client, ACTIVATE_SLOT, versions[0]);
     const times = [];
     const swapMs = [];
+    let cpu0 = null;
     for (let r = 1; r <= rounds + 5; r++) {
+      if (r === 6 && cpuSeconds) cpu0 = cpuSeconds();
       const start = nowMs();
       const res = await activate(client, ACTIVATE_SLOT, versions[r % 2]);
       if (r <= 5) continue;
       times.push(nowMs() - start);
       swapMs.push(res.json?.swapMs ?? NaN);
     }
-    return { p50Ms: percentile(times, 50), p99Ms: percentile(times, 99), swapMsP50: percentile(swapMs, 50), rounds };
+    const cpuMsPerOp = cpu0 === null ? null : ((cpuSeconds() - cpu0) * 1000) / rounds;
+    return { p50Ms: percentile(times, 50), p99Ms: percentile(times, 99), swapMsP50: percentile(swapMs, 50), cpuMsPerOp, rounds };
   } catch (err) {
     return failure(err);
   }

@@ -59,10 +59,12 @@ export function buildRows(r) {
   swapRow('PUT 100 entries p50', m.put, 'p50Ms', floorSwapMs, 'swap', '≤ 1.25× swap', 1.25);
   swapRow('PUT 100 entries p99', m.put, 'p99Ms', floorSwapP99Ms, 'swap p99');
   swapRow("PUT: of which mimd's swapMs p50 (its own timing)", m.put, 'swapMsP50', floorSwapMs, 'swap');
+  swapRow('PUT: mimd CPU per request (all threads)', m.put, 'cpuMsPerOp', floorSwapMs, 'swap');
   if (!m.put?.error) add('mimd', 'PUT 100 entries p50, vs the same job in C', fmtMs(m.put.p50Ms), timeVs(m.put.p50Ms, floor.put100P50Us / 1000, 'create+100+swap'));
   swapRow('activate staged version p50', m.activate, 'p50Ms', floorSwapMs, 'swap', '≤ 1.25× swap', 1.25);
   swapRow('activate staged version p99', m.activate, 'p99Ms', floorSwapP99Ms, 'swap p99');
   swapRow("activate: of which mimd's swapMs p50", m.activate, 'swapMsP50', floorSwapMs, 'swap');
+  swapRow('activate: mimd CPU per request (all threads)', m.activate, 'cpuMsPerOp', floorSwapMs, 'swap');
   swapRow('64 concurrent activations, 64 slots (p50 of rounds)', m.concurrent64, 'p50Ms', floorSwapMs, 'swap', '≤ 3× swap', 3);
   if (!m.concurrent64?.error) add('mimd', '64 concurrent activations vs batch floor', fmtMs(m.concurrent64.p50Ms), timeVs(m.concurrent64.p50Ms, floor.batch64P50Us / 1000, 'batch64'));
 

@@ -103,8 +103,9 @@ async function main() {
   try {
     const c = daemon.client;
     say('mimd: PUT and activate latency');
-    mimd.put = await putLatency(c, 100);
-    mimd.activate = await activateLatency(c, 100);
+    const cpu = () => daemon.cpuSeconds();
+    mimd.put = await putLatency(c, 100, cpu);
+    mimd.activate = await activateLatency(c, 100, cpu);
     say('mimd: 64 concurrent activations');
     let versions = null;
     try {
