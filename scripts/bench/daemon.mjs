@@ -20,17 +20,19 @@ export const running = new Set();
 
 export class Daemon {
   /**
-   * @param {string} tmpDir the bench's temp dir
-   * @param {string} pinRoot a bpffs directory of this daemon's own
-   * @param {string} name distinguishes several daemons of one run
-   * @param {string[]} nodeArgs options for node itself, e.g. --cpu-prof (for diagnosis)
+   * @param {object} o
+   * @param {string} o.tmpDir the bench's temp dir (state directory, socket, config: on disk, like /var/lib/mimd)
+   * @param {string} [o.logDir] where stdout (logs and audit records) goes; the bench uses tmpfs
+   * @param {string} o.pinRoot a bpffs directory of this daemon's own
+   * @param {string} o.name distinguishes several daemons of one run
+   * @param {string[]} [o.nodeArgs] options for node itself, e.g. --cpu-prof (for diagnosis)
    */
-  constructor(tmpDir, pinRoot, name, nodeArgs = []) {
+  constructor({ tmpDir, logDir = tmpDir, pinRoot, name, nodeArgs = [] }) {
     this.nodeArgs = nodeArgs;
     this.dir = path.join(tmpDir, name);
     this.pinRoot = pinRoot;
     this.socket = path.join(this.dir, 'run', 'mimd.sock');
-    this.logFile = path.join(this.dir, 'mimd.log');
+    this.logFile = path.join(logDir, `${name}.log`);
     this.child = null;
   }
 

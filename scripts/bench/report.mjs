@@ -171,9 +171,9 @@ export function buildRows(r) {
 
 /** An error as the table shows it: `415 MIMD_UNSUPPORTED_MEDIA_TYPE` for an API error; the JSON file has all of it. */
 export function shortError(e) {
-  const text = String(e);
+  const text = String(e).replace(/\s+/g, ' ');
   const api = /^(\d{3}) .*"code":"([A-Z_]+)"/.exec(text);
-  return api ? `${api[1]} ${api[2]}` : text.slice(0, 60);
+  return api ? `${api[1]} ${api[2]}` : text.slice(0, 100);
 }
 
 /** The rows as a fixed-width text table. */

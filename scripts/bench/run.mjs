@@ -42,6 +42,10 @@ if (process.getuid?.() !== 0) say('not root: loading BPF objects will likely fai
 
 // Everything this run makes, so it can be removed whatever happens.
 const tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mimd-bench-'));
+// mimd logs every request synchronously (and its audit records) to stdout. On
+// disk, under other jobs' write-back, such a write can block the event loop
+// for seconds; journald's pipe would not. tmpfs keeps the write and drops the disk.
+const logDir = fs.existsSync('/dev/shm') ? fs.mkdtempSync('/dev/shm/mimd-bench-') : tmpDir;
 const pinBase = `/sys/fs/bpf/mimd-bench-${process.pid}`;
 const pins = { main: `${pinBase}-main`, memory: `${pinBase}-memory`, bpftool: `${pinBase}-bpftool` };
 
@@ -56,6 +60,7 @@ function cleanupNow() {
   for (const daemon of [...running]) daemon.killNow();
   for (const dir of Object.values(pins)) fs.rmSync(dir, { recursive: true, force: true });
   fs.rmSync(tmpDir, { recursive: true, force: true });
+  fs.rmSync(logDir, { recursive: true, force: true });
 }
 process.on('exit', cleanupNow);
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
@@ -97,7 +102,8 @@ async function main() {
   results.bpftool = bpftoolJobs();
 
   say('mimd: starting the daemon');
-  const daemon = new Daemon(tmpDir, pins.main, 'main');
+  const daemon = new Daemon({ tmpDir, logDir, pinRoot: pins.main, name: 'main' });
+  results.mimdConfig = daemon.config(); // the override, merged by mimd over config/default.yaml
   await daemon.start();
   const mimd = (results.mimd = { fills: [] });
   try {
@@ -177,7 +183,7 @@ function bpftoolJobs() {
  */
 async function memoryJobs(n) {
   say(`mimd: fresh daemon for the ${n}-entry NDJSON upload (peak RSS), then binary`);
-  const daemon = new Daemon(tmpDir, pins.memory, 'memory');
+  const daemon = new Daemon({ tmpDir, logDir, pinRoot: pins.memory, name: 'memory' });
   const out = { n };
   try {
     await daemon.start();
