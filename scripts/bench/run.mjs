@@ -42,10 +42,10 @@ if (process.getuid?.() !== 0) say('not root: loading BPF objects will likely fai
 
 // Everything this run makes, so it can be removed whatever happens.
 const tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mimd-bench-'));
-// mimd logs every request synchronously (and its audit records) to stdout. On
-// disk, under other jobs' write-back, such a write can block the event loop
-// for seconds (a run with it on disk saw a 2 s stall with the daemon idle);
-// journald's pipe would not. tmpfs keeps the write and drops the disk.
+// mimd writes its log lines and audit records (one per change) synchronously
+// to stdout. On disk, under other jobs' write-back, such a write can block
+// the event loop for seconds (a run with it on disk saw a 2 s stall with the
+// daemon idle); journald's pipe would not. tmpfs keeps the write, not the disk.
 const logDir = fs.existsSync('/dev/shm') ? fs.mkdtempSync('/dev/shm/mimd-bench-') : tmpDir;
 const pinBase = `/sys/fs/bpf/mimd-bench-${process.pid}`;
 const pins = { main: `${pinBase}-main`, memory: `${pinBase}-memory`, bpftool: `${pinBase}-bpftool` };
