@@ -76,8 +76,27 @@ const results = {
   startedAt: new Date().toISOString(),
   quick,
   sizes: SIZES,
-  machine: { kernel: os.release(), cpus: os.cpus().length, node: process.version, rcuExpedited: rcuExpedited(), loadavgBefore: os.loadavg() },
+  machine: {
+    kernel: os.release(),
+    cpus: os.cpus().length,
+    node: process.version,
+    rcuExpedited: rcuExpedited(),
+    loadavgBefore: os.loadavg(),
+    cpuPressureBefore: cpuPressure(),
+  },
 };
+
+/**
+ * /proc/pressure/cpu "some avg60": the share of the last minute in which
+ * some task waited for a CPU. Other jobs on the machine show up here.
+ */
+function cpuPressure() {
+  try {
+    return Number(/^some avg10=\S+ avg60=(\S+)/m.exec(fs.readFileSync('/proc/pressure/cpu', 'utf8'))?.[1] ?? NaN);
+  } catch {
+    return null;
+  }
+}
 
 /**
  * /sys/kernel/rcu_expedited: 1 makes every synchronize_rcu() expedited, so
@@ -155,6 +174,7 @@ async function main() {
   say('floor: again, to see how the machine drifted');
   results.floorEnd = runFloor(floorBin, { sizes: SIZES });
   results.machine.loadavgAfter = os.loadavg();
+  results.machine.cpuPressureAfter = cpuPressure();
   results.finishedAt = new Date().toISOString();
 }
 
@@ -239,7 +259,7 @@ if (results.floor) {
   // Whether the daemon took streamed uploads (NDJSON, binary) at all, or answered 415.
   results.streaming = (results.mimd?.fills ?? []).some((f) => f.format !== 'json' && !f.error);
   const rows = buildRows(results);
-  process.stdout.write(`\nmimd bench ${results.startedAt} on ${results.machine.cpus} CPUs, kernel ${results.machine.kernel}, node ${results.machine.node}, rcu_expedited ${results.machine.rcuExpedited ?? '?'}; load average before ${results.machine.loadavgBefore.map((x) => x.toFixed(2)).join(' ')}, after ${(results.machine.loadavgAfter ?? []).map((x) => x.toFixed(2)).join(' ')}; streamed uploads ${results.streaming ? 'taken' : 'NOT taken'}\n\n`);
+  process.stdout.write(`\nmimd bench ${results.startedAt} on ${results.machine.cpus} CPUs, kernel ${results.machine.kernel}, node ${results.machine.node}, rcu_expedited ${results.machine.rcuExpedited ?? '?'}; load average before ${results.machine.loadavgBefore.map((x) => x.toFixed(2)).join(' ')}, after ${(results.machine.loadavgAfter ?? []).map((x) => x.toFixed(2)).join(' ')}; CPU pressure (some, avg60) ${results.machine.cpuPressureBefore ?? '?'}% before, ${results.machine.cpuPressureAfter ?? '?'}% after; streamed uploads ${results.streaming ? 'taken' : 'NOT taken'}\n\n`);
   process.stdout.write(formatTable(rows) + '\n\n');
   say(`results: ${writeResults(outDir, results, rows)}`);
 }
