@@ -145,7 +145,7 @@ async function main() {
       mimd.getBaseline = await getThroughput(daemon, 3);
       // The same without the slot read: what the HTTP stack (auth, logging) costs by itself.
       mimd.getHealthz = await getThroughput(daemon, 3, 32, '/healthz');
-      mimd.idleEventLoop = await idleEventLoop(daemon, 2);
+      mimd.idleEventLoop = await idleEventLoop(daemon, 3);
       if (versions) {
         mimd.stormAlone = await stormAlone(daemon, versions, mimd.concurrent64.active ?? 0, STORM_SECONDS / 2);
         // Each slot stopped on either version: activating the active one again is a swap all the same.
