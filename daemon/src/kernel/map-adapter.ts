@@ -67,6 +67,8 @@ export class MapAdapter implements KernelMap {
       return;
     }
     for (let i = 0; i < count; i++) {
+      // Element updates of an inner map run on this thread: let others in now and then.
+      if (i > 0 && i % BATCH_ENTRIES === 0) await new Promise<void>((resolve) => setImmediate(resolve));
       try {
         await this.map.update(
           keys.subarray(i * this.keySize, (i + 1) * this.keySize),

@@ -133,8 +133,10 @@ export class FileStateStore implements StateStore {
     const file = path.join(dir, `${record.key}.json`);
     const temporary = this.temporary(file);
     if (!this.options.fsync) {
-      await fs.promises.writeFile(temporary, JSON.stringify(record), { mode: 0o600 });
-      await fs.promises.rename(temporary, file);
+      // A small file into the page cache: tens of microseconds, less than a
+      // round trip through the thread pool (which swaps may be holding).
+      fs.writeFileSync(temporary, JSON.stringify(record), { mode: 0o600 });
+      fs.renameSync(temporary, file);
       return;
     }
     const handle = await fs.promises.open(temporary, 'w', 0o600);
@@ -150,8 +152,12 @@ export class FileStateStore implements StateStore {
 
   async removeSlot(object: string, map: string, key: string): Promise<void> {
     const dir = path.join(this.mapDir(object, map), SLOTS_DIR);
+    if (!this.options.fsync) {
+      fs.rmSync(path.join(dir, `${key}.json`), { force: true });
+      return;
+    }
     await fs.promises.rm(path.join(dir, `${key}.json`), { force: true });
-    if (this.options.fsync) await syncDirectory(dir).catch(() => undefined);
+    await syncDirectory(dir).catch(() => undefined);
   }
 
   removeMap(object: string, map: string): void {
