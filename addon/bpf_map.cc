@@ -221,6 +221,7 @@ void BpfMap::Init(Napi::Env env, Napi::Object exports) {
       env, "NativeMap",
       {
           StaticMethod<&BpfMap::Create>("create"),
+          StaticMethod<&BpfMap::CreateSync>("createSync"),
           StaticMethod<&BpfMap::OpenPinned>("openPinned"),
           StaticMethod<&BpfMap::FromId>("fromId"),
           InstanceAccessor<&BpfMap::GetFd>("fd"),
@@ -228,9 +229,11 @@ void BpfMap::Init(Napi::Env env, Napi::Object exports) {
           InstanceMethod<&BpfMap::Info>("info"),
           InstanceMethod<&BpfMap::Lookup>("lookup"),
           InstanceMethod<&BpfMap::Update>("update"),
+          InstanceMethod<&BpfMap::UpdateSync>("updateSync"),
           InstanceMethod<&BpfMap::Delete>("delete"),
           InstanceMethod<&BpfMap::NextKey>("nextKey"),
           InstanceMethod<&BpfMap::UpdateBatch>("updateBatch"),
+          InstanceMethod<&BpfMap::UpdateBatchSync>("updateBatchSync"),
           InstanceMethod<&BpfMap::LookupBatch>("lookupBatch"),
           InstanceMethod<&BpfMap::DeleteBatch>("deleteBatch"),
           InstanceMethod<&BpfMap::Freeze>("freeze"),
@@ -287,24 +290,56 @@ void BpfMap::CheckKey(Napi::Env env, const Napi::Buffer<uint8_t>& key, const cha
   }
 }
 
-Napi::Value BpfMap::Create(const Napi::CallbackInfo& info) {
+namespace {
+
+struct CreateSpec {
+  uint32_t type = 0;
+  std::string name;
+  uint32_t key_size = 0, value_size = 0, max_entries = 0, flags = 0;
+  int inner_fd = -1;
+};
+
+CreateSpec ReadCreateSpec(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "spec: expected an object");
   Napi::Object spec = info[0].As<Napi::Object>();
-  uint32_t type = GetUint32(env, spec.Get("type"), "type");
-  std::string name;
-  if (spec.Has("name") && !spec.Get("name").IsUndefined()) name = GetString(env, spec.Get("name"), "name");
-  uint32_t key_size = GetUint32(env, spec.Get("keySize"), "keySize");
-  uint32_t value_size = GetUint32(env, spec.Get("valueSize"), "valueSize");
-  uint32_t max_entries = GetUint32(env, spec.Get("maxEntries"), "maxEntries");
-  uint32_t flags = 0;
-  if (spec.Has("flags") && !spec.Get("flags").IsUndefined()) flags = GetUint32(env, spec.Get("flags"), "flags");
-  int inner_fd = -1;
+  CreateSpec out;
+  out.type = GetUint32(env, spec.Get("type"), "type");
+  if (spec.Has("name") && !spec.Get("name").IsUndefined()) out.name = GetString(env, spec.Get("name"), "name");
+  out.key_size = GetUint32(env, spec.Get("keySize"), "keySize");
+  out.value_size = GetUint32(env, spec.Get("valueSize"), "valueSize");
+  out.max_entries = GetUint32(env, spec.Get("maxEntries"), "maxEntries");
+  if (spec.Has("flags") && !spec.Get("flags").IsUndefined()) out.flags = GetUint32(env, spec.Get("flags"), "flags");
   if (spec.Has("innerMapFd") && !spec.Get("innerMapFd").IsUndefined()) {
-    inner_fd = static_cast<int>(GetUint32(env, spec.Get("innerMapFd"), "innerMapFd"));
+    out.inner_fd = static_cast<int>(GetUint32(env, spec.Get("innerMapFd"), "innerMapFd"));
   }
-  auto* worker = new CreateWorker(env, type, name, key_size, value_size, max_entries, flags, inner_fd);
+  return out;
+}
+
+}  // namespace
+
+Napi::Value BpfMap::Create(const Napi::CallbackInfo& info) {
+  CreateSpec c = ReadCreateSpec(info);
+  auto* worker = new CreateWorker(info.Env(), c.type, c.name, c.key_size, c.value_size, c.max_entries, c.flags, c.inner_fd);
   return worker->Start();
+}
+
+// Small maps, on the calling thread: the syscall costs less than a round
+// trip through the worker pool. Big ones (memory to preallocate) use Create.
+Napi::Value BpfMap::CreateSync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  CreateSpec c = ReadCreateSpec(info);
+  LIBBPF_OPTS(bpf_map_create_opts, opts);
+  opts.map_flags = c.flags;
+  if (c.inner_fd >= 0) opts.inner_map_fd = c.inner_fd;
+  int fd = bpf_map_create(static_cast<bpf_map_type>(c.type), c.name.empty() ? nullptr : c.name.c_str(), c.key_size,
+                          c.value_size, c.max_entries, &opts);
+  if (fd < 0) {
+    ThrowErrno(env, ErrFromRet(fd), "bpf_map_create",
+               "type " + std::to_string(c.type) + ", key " + std::to_string(c.key_size) + " B, value " +
+                   std::to_string(c.value_size) + " B, max_entries " + std::to_string(c.max_entries));
+  }
+  return Adopt(env, fd);
 }
 
 Napi::Value BpfMap::OpenPinned(const Napi::CallbackInfo& info) {
@@ -378,6 +413,23 @@ Napi::Value BpfMap::Update(const Napi::CallbackInfo& info) {
   return (new UpdateWorker(env, fd, key, value, flags))->Start();
 }
 
+// One element of a map that is not an outer map, on the calling thread.
+Napi::Value BpfMap::UpdateSync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = OpenFd(env);
+  Napi::Buffer<uint8_t> key = GetBuffer(env, info[0], "key");
+  Napi::Buffer<uint8_t> value = GetBuffer(env, info[1], "value");
+  uint32_t flags = GetUint32(env, info[2], "flags");
+  CheckKey(env, key, "key");
+  if (value.Length() != user_value_size_) {
+    throw Napi::TypeError::New(env, "value: expected " + std::to_string(user_value_size_) + " bytes, got " +
+                                        std::to_string(value.Length()));
+  }
+  int ret = bpf_map_update_elem(fd, key.Data(), value.Data(), flags);
+  if (ret < 0) ThrowErrno(env, ErrFromRet(ret), "bpf_map_update_elem");
+  return env.Undefined();
+}
+
 Napi::Value BpfMap::Delete(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = OpenFd(env);
@@ -416,6 +468,33 @@ Napi::Value BpfMap::UpdateBatch(const Napi::CallbackInfo& info) {
     throw Napi::TypeError::New(env, "keys/values: shorter than count entries");
   }
   return (new UpdateBatchWorker(env, fd, keys, values, count, flags))->Start();
+}
+
+// A small batch into a map that is not an outer map, on the calling thread
+// (an outer-map update waits a grace period: never here). Errors carry
+// `processed` like UpdateBatch's.
+Napi::Value BpfMap::UpdateBatchSync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = OpenFd(env);
+  Napi::Buffer<uint8_t> keys = GetBuffer(env, info[0], "keys");
+  Napi::Buffer<uint8_t> values = GetBuffer(env, info[1], "values");
+  uint32_t count = GetUint32(env, info[2], "count");
+  uint32_t flags = GetUint32(env, info[3], "flags");
+  if (keys.Length() < static_cast<size_t>(count) * key_size_ || values.Length() < static_cast<size_t>(count) * user_value_size_) {
+    throw Napi::TypeError::New(env, "keys/values: shorter than count entries");
+  }
+  LIBBPF_OPTS(bpf_map_batch_opts, opts);
+  opts.elem_flags = flags;
+  __u32 done = count;
+  int ret = bpf_map_update_batch(fd, keys.Data(), values.Data(), &done, &opts);
+  if (ret < 0) {
+    uint32_t processed = done >= count ? 0 : done;  // as in UpdateBatchWorker
+    Napi::Error error = MakeError(env, ErrFromRet(ret), "bpf_map_update_batch",
+                                  std::to_string(processed) + " of " + std::to_string(count) + " elements written");
+    error.Set("processed", Napi::Number::New(env, processed));
+    throw error;
+  }
+  return Napi::Number::New(env, done);
 }
 
 Napi::Value BpfMap::LookupBatch(const Napi::CallbackInfo& info) {

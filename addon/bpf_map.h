@@ -18,6 +18,7 @@ class BpfMap : public Napi::ObjectWrap<BpfMap> {
 
  private:
   static Napi::Value Create(const Napi::CallbackInfo& info);
+  static Napi::Value CreateSync(const Napi::CallbackInfo& info);
   static Napi::Value OpenPinned(const Napi::CallbackInfo& info);
   static Napi::Value FromId(const Napi::CallbackInfo& info);
 
@@ -26,9 +27,11 @@ class BpfMap : public Napi::ObjectWrap<BpfMap> {
   Napi::Value Info(const Napi::CallbackInfo& info);
   Napi::Value Lookup(const Napi::CallbackInfo& info);
   Napi::Value Update(const Napi::CallbackInfo& info);
+  Napi::Value UpdateSync(const Napi::CallbackInfo& info);
   Napi::Value Delete(const Napi::CallbackInfo& info);
   Napi::Value NextKey(const Napi::CallbackInfo& info);
   Napi::Value UpdateBatch(const Napi::CallbackInfo& info);
+  Napi::Value UpdateBatchSync(const Napi::CallbackInfo& info);
   Napi::Value LookupBatch(const Napi::CallbackInfo& info);
   Napi::Value DeleteBatch(const Napi::CallbackInfo& info);
   Napi::Value Freeze(const Napi::CallbackInfo& info);

@@ -187,6 +187,7 @@ async function main(): Promise<void> {
     return;
   }
   const config = readConfig(args.config);
+  sizeThreadPool(config.swapQueue.concurrency);
   const logger = createLogger(config.log);
   const log = logger.child({ component: 'main' });
   if (args.command === 'purge') {
@@ -260,7 +261,7 @@ async function main(): Promise<void> {
       throw new ListenerError('pinRoot', (err as Error).message.replace(/^pinRoot: /, ''));
     }
     const features = await probe(kernelSide.probeKernel, config, log);
-    const state = new FileStateStore(config.stateDir);
+    const state = new FileStateStore(config.stateDir, { fsync: config.stateFsync });
     const running = new HostService({
       objects: config.objects,
       pinRoot: config.pinRoot,
@@ -421,3 +422,14 @@ main().catch((err: unknown) => {
   process.stderr.write(`mimd: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   process.exit(EXIT_START_FAILED);
 });
+
+/**
+ * Outer-map updates run on libuv's thread pool and each holds its thread for
+ * an RCU grace period (about 10 ms on most kernels): with Node's default of 4
+ * threads, `concurrency` swaps would leave none for the state files, map
+ * fills and dumps queued behind them. Size the pool before its first use
+ * (libuv reads the variable once); an operator's own setting wins.
+ */
+function sizeThreadPool(swapConcurrency: number): void {
+  process.env.UV_THREADPOOL_SIZE ??= String(swapConcurrency + 4);
+}

@@ -42,9 +42,9 @@ const byKey = <E extends { key: string }>(a: E, b: E): number => byAddress(a.key
 
 /** sha256 of byte strings given as hex, in order: the digest a version or a patch should carry. */
 const sha256 = (...hexParts: string[]): string => createHash('sha256').update(Buffer.from(hexParts.join(''), 'hex')).digest('hex');
-/** The digest of blocklist content: every key (the address in network order), then every value (one byte), in request order. */
+/** The digest of a blocklist version: each key's bytes then its value's byte, in request order (binary record form). */
 const blocklistDigest = (entries: [string, number][]): string =>
-  sha256(...entries.map(([key]) => firewallBytes.source(key)), ...entries.map(([, value]) => value.toString(16).padStart(2, '0')));
+  sha256(...entries.flatMap(([key, value]) => [firewallBytes.source(key), value.toString(16).padStart(2, '0')]));
 
 /** The JSON Schemas of GET /v1/maps/{object}/{map}, checked by a validator of their own. */
 const ajv = addFormats(new Ajv({ strict: true, strictRequired: false, allErrors: true }));
@@ -212,7 +212,7 @@ t.test('every row of the API table', { skip }, async (t) => {
     });
     t.equal(res.status, 200);
     t.match(res.body, { slot: 0, version: 2, previousVersion: 1, previousMapId: v[1], entryCount: 2, created: false });
-    t.equal(res.body.digest, blocklistDigest([[A, 1], [B, 1]]), 'digest: both keys, then both values, in request order');
+    t.equal(res.body.digest, blocklistDigest([[A, 1], [B, 1]]), 'digest: each key then its value, in request order');
     t.equal(res.headers.etag, '"2"');
     v[2] = res.body.mapId;
     t.not(v[2], v[1], 'a new inner map');
@@ -498,8 +498,8 @@ t.test('every row of the API table', { skip }, async (t) => {
     t.match(res, { status: 201, body: { slot: 7, version: 1, created: true, entryCount: 2 } });
     t.equal(
       res.body.digest,
-      sha256(firewallBytes.prefix('192.0.2.0/24'), firewallBytes.prefix('198.51.100.7/32'), firewallBytes.verdict('drop'), firewallBytes.verdict('pass')),
-      'digest: struct policy_key bytes, then struct policy_value bytes',
+      sha256(firewallBytes.prefix('192.0.2.0/24'), firewallBytes.verdict('drop'), firewallBytes.prefix('198.51.100.7/32'), firewallBytes.verdict('pass')),
+      'digest: each struct policy_key then its struct policy_value, in request order',
     );
     const mapId = res.body.mapId as number;
     t.same(kernelSlots(policyId), { [u32Hex(7)]: mapId }, 'the kernel holds it under key 7');

@@ -21,9 +21,11 @@ import type {
   SlotSummary,
   SlotsApi,
   SwapResult,
-  VersionBody,
+  DumpFormat,
+  VersionInput,
   VersionView,
 } from '../../daemon/src/domain/slots-api';
+import { isUpload } from '../../daemon/src/domain/slots-api';
 import { buildApp, type App, type Limits, type ReloadResult } from '../../daemon/src/http/app';
 import type { AuditRecord } from '../../daemon/src/http/audit';
 import { AccessControl, tokenDigest, type Transport } from '../../daemon/src/http/auth';
@@ -122,6 +124,34 @@ export const PATCHED: PatchResult = { slot: 0, version: 2, upserted: 1, deleted:
 
 export const CLEARED: ClearResult = { slot: 0, previousVersion: 2, previousMapId: 57 };
 
+/** What the fake's dumpEntries answers: PAGE's entries, or BINARY_DUMP. */
+export const BINARY_DUMP = Buffer.from('0100000007', 'hex');
+
+async function* dumped(format: DumpFormat): AsyncGenerator<Buffer> {
+  if (format === 'binary') {
+    yield BINARY_DUMP;
+    return;
+  }
+  for (const entry of PAGE.entries) yield Buffer.from(`${JSON.stringify(entry)}\n`);
+}
+
+/** A streamed upload as the fake records it: the stream read whole into `data`. */
+export interface ReceivedUpload {
+  format: 'ndjson' | 'binary';
+  data: Buffer;
+  maxEntries?: number;
+  labels?: Record<string, string>;
+  requestLimit: number;
+}
+
+async function received(body: VersionInput): Promise<VersionInput | ReceivedUpload> {
+  if (!isUpload(body)) return body;
+  const pieces: Buffer[] = [];
+  for await (const piece of body.body) pieces.push(Buffer.isBuffer(piece) ? piece : Buffer.from(piece));
+  const { body: _stream, ...rest } = body;
+  return { ...rest, data: Buffer.concat(pieces) };
+}
+
 /** The SlotsApi methods that change what is in a slot. */
 export const CHANGES: ReadonlySet<keyof SlotsApi> = new Set(['putSlot', 'stageVersion', 'activate', 'rollback', 'patchEntries', 'clearSlot']);
 
@@ -196,11 +226,14 @@ export class FakeSlots implements SlotsApi {
   getSlot(object: string, map: string, slot: string): SlotDetail {
     return this.call('getSlot', [object, map, slot], () => SLOT_DETAIL);
   }
-  async putSlot(object: string, map: string, slot: string, body: VersionBody, expect?: Expectation): Promise<SwapResult> {
-    return this.call('putSlot', [object, map, slot, body, expect], () => SWAP);
+  async putSlot(object: string, map: string, slot: string, body: VersionInput, expect?: Expectation): Promise<SwapResult> {
+    return this.call('putSlot', [object, map, slot, await received(body), expect], () => SWAP);
   }
-  async stageVersion(object: string, map: string, slot: string, body: VersionBody): Promise<VersionView> {
-    return this.call('stageVersion', [object, map, slot, body], () => STAGED_3);
+  async stageVersion(object: string, map: string, slot: string, body: VersionInput): Promise<VersionView> {
+    return this.call('stageVersion', [object, map, slot, await received(body)], () => STAGED_3);
+  }
+  dumpEntries(object: string, map: string, slot: string, format: DumpFormat, version?: number): AsyncIterable<Buffer> {
+    return this.call('dumpEntries', [object, map, slot, format, version], () => dumped(format));
   }
   listVersions(object: string, map: string, slot: string): VersionView[] {
     return this.call('listVersions', [object, map, slot], () => [VERSION_2, VERSION_1]);

@@ -11,7 +11,7 @@ import pino from 'pino';
 import { HostService } from '../../daemon/src/domain/host';
 import { SlotsService } from '../../daemon/src/domain/slots-service';
 import { SwapQueue, type SwapOutcome } from '../../daemon/src/domain/swap-queue';
-import type { KernelMap, KernelOuterMap, MapShape, MapSpec, UpdateMode } from '../../daemon/src/domain/ports';
+import type { EntryPageBuffers, KernelMap, KernelOuterMap, MapShape, MapSpec, UpdateMode } from '../../daemon/src/domain/ports';
 import type { Entry, SwapResult } from '../../daemon/src/domain/slots-api';
 import { KernelAdapter } from '../../daemon/src/kernel/adapter';
 import { BpfMap } from '../../daemon/src/kernel';
@@ -88,6 +88,9 @@ class RecordingOuter implements KernelOuterMap {
   }
   writeEntries(keys: Buffer, values: Buffer): Promise<void> {
     return this.real.writeEntries(keys, values);
+  }
+  readAll(pageEntries: number): AsyncIterable<EntryPageBuffers> {
+    return this.real.readAll(pageEntries);
   }
   pin(path: string): void {
     this.real.pin(path);

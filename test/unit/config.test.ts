@@ -38,7 +38,7 @@ function configError(fn: () => unknown): ConfigError {
 
 /** The keys a defaults file must have besides those a test is about. */
 const API_DEFAULTS =
-  'stateDir: /var/lib/mimd\nonStop: keep\n' +
+  'stateDir: /var/lib/mimd\nstateFsync: false\nonStop: keep\n' +
   'api:\n  socket: { path: /run/mimd/mimd.sock, group: null, scope: admin }\n  tcp: null\n  bodyLimit: 1048576\n' +
   '  maxEntries: 1000\n  rateLimit: { max: 100, windowMs: 1000 }\n  requestTimeoutMs: 30000\n' +
   'audit:\n  destination: stdout\n' +
@@ -59,6 +59,7 @@ t.test('the embedded default is valid and harmless: xdp_firewall on lo, generic 
   t.same(config, {
     pinRoot: '/sys/fs/bpf/mimd',
     stateDir: '/var/lib/mimd',
+    stateFsync: false,
     onStop: 'keep',
     log: { level: 'info' },
     objects: [
@@ -246,7 +247,7 @@ t.test('unknown keys are errors, at any depth', async (t) => {
   const top = load(t, 'pinroot: /sys/fs/bpf/x\n');
   t.equal(
     configError(top.run).message,
-    `config: pinroot: unknown key (allowed here: pinRoot, stateDir, onStop, log, objects, api, audit, retain, swapQueue) (from ${top.file}, line 1)`,
+    `config: pinroot: unknown key (allowed here: pinRoot, stateDir, stateFsync, onStop, log, objects, api, audit, retain, swapQueue) (from ${top.file}, line 1)`,
   );
   const nested = load(t, 'log:\n  level: info\n  pretty: true\n');
   t.equal(configError(nested.run).message, `config: log.pretty: unknown key (allowed here: level) (from ${nested.file}, line 3)`);
@@ -450,7 +451,7 @@ t.test('bad restart keys name their path and what was expected', async (t) => {
 });
 
 t.test('stateDir and onStop come from the defaults file: one without them is reported against it', async (t) => {
-  const defaults = 'pinRoot: /sys/fs/bpf/mimd\nlog:\n  level: info\nobjects: []\n' + API_DEFAULTS.replace('stateDir: /var/lib/mimd\nonStop: keep\n', '');
+  const defaults = 'pinRoot: /sys/fs/bpf/mimd\nlog:\n  level: info\nobjects: []\n' + API_DEFAULTS.replace('stateDir: /var/lib/mimd\nstateFsync: false\nonStop: keep\n', 'stateFsync: false\n');
   const dir = root(t, { 'default.yaml': defaults });
   const defaultFile = path.join(dir, 'default.yaml');
   const err = configError(() => loadConfig(undefined, { defaultFile, baseDir: dir }));

@@ -246,7 +246,9 @@ class FakeKernel implements KernelPort {
       delete: notUsed,
       nextKey: notUsed,
       writeEntries: notUsed,
+      readAll: notUsed,
       setInner: notUsed,
+      setInnerBatch: notUsed,
       innerId: notUsed,
     };
   }

@@ -52,6 +52,7 @@ class FakeInner implements KernelMap {
   nextKey = notUsed('nextKey');
   definition = notUsed('definition') as () => MapShape;
   writeEntries = notUsed('writeEntries');
+  readAll = notUsed('readAll');
   pin = notUsed('pin');
   close = notUsed('close');
 }

@@ -277,3 +277,20 @@ t.test('records are readable by their owner only: files 0600, directories 0700',
   state.writeOuter('firewall', 'blocklist', OUTER);
   t.equal(mode(path.join(dir, 'firewall/blocklist/outer.json')), '600', 'outer.json after a rewrite');
 });
+
+t.test('with and without fsync: slot records round-trip, and a removed map directory is made again', async (t) => {
+  for (const fsync of [false, true]) {
+    const dir = path.join(t.testdir(), `state-${fsync}`);
+    const state = new FileStateStore(dir, { fsync });
+    await state.writeSlot('firewall', 'blocklist', slot('00000000'));
+    t.same(state.readSlots('firewall', 'blocklist'), [slot('00000000')], `fsync ${fsync}: written`);
+    state.removeMap('firewall', 'blocklist');
+    t.same(state.readSlots('firewall', 'blocklist'), [], `fsync ${fsync}: removed`);
+    await state.writeSlot('firewall', 'blocklist', slot('01000000'));
+    t.same(state.readSlots('firewall', 'blocklist'), [slot('01000000')], `fsync ${fsync}: the directory is made again after removeMap`);
+    state.removeObject('firewall');
+    await state.writeSlot('firewall', 'blocklist', slot('02000000'));
+    t.same(state.readSlots('firewall', 'blocklist'), [slot('02000000')], `fsync ${fsync}: and after removeObject`);
+    t.equal(fs.statSync(path.join(dir, 'firewall', 'blocklist', 'slots', '02000000.json')).mode & 0o777, 0o600, `fsync ${fsync}: a record is 0600`);
+  }
+});

@@ -68,6 +68,7 @@ class FakeInner implements KernelMap {
   nextKey = notUsed('nextKey on an inner map');
   definition = notUsed('definition on an inner map') as () => MapShape;
   writeEntries = notUsed('writeEntries on an inner map');
+  readAll = notUsed('readAll on an inner map');
   pin = notUsed('pin on an inner map');
   close = notUsed('close on an inner map');
 }
@@ -179,6 +180,7 @@ class FakeOuter implements KernelOuterMap {
   nextKey = notUsed('nextKey');
   definition = notUsed('definition') as () => MapShape;
   writeEntries = notUsed('writeEntries');
+  readAll = notUsed('readAll');
   pin = notUsed('pin');
   close = notUsed('close');
 }

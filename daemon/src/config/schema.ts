@@ -261,6 +261,10 @@ export const ConfigSchema = Strict({
     expected: 'an absolute path',
     description: 'directory where mimd records what the kernel cannot hold (templates, version numbers, labels)',
   }),
+  stateFsync: Type.Boolean({
+    expected: 'true or false',
+    description: 'fsync every slot record before a change is answered (true), or replace records by rename only (false)',
+  }),
   onStop: OneOf(STOP_ACTIONS, {
     description: 'keep: programs stay attached and maps pinned when mimd stops; remove: mimd removes everything it owns',
   }),

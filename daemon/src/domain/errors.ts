@@ -22,6 +22,9 @@ export const NoRollbackTargetError = createError('MIMD_NO_ROLLBACK_TARGET', '%s'
 /** A swap into an occupied HASH_OF_MAPS slot, on a kernel whose replace is not atomic, with onNonAtomicReplace: refuse. */
 export const NonAtomicReplaceError = createError('MIMD_NON_ATOMIC_REPLACE', '%s', 409);
 export const PreconditionFailedError = createError('MIMD_PRECONDITION_FAILED', '%s', 412);
+/** more entries in one request than api.maxEntries allows */
+export const TooManyEntriesError = createError('MIMD_TOO_MANY_ENTRIES', '%s', 413);
+export const UnsupportedMediaTypeError = createError('MIMD_UNSUPPORTED_MEDIA_TYPE', '%s', 415);
 export const TemplateViolationError = createError('MIMD_TEMPLATE_VIOLATION', '%s', 422);
 export const SwapQueueFullError = createError('MIMD_SWAP_QUEUE_FULL', '%s', 503);
 export const NotReadyError = createError('MIMD_NOT_READY', '%s', 503);

@@ -5,25 +5,32 @@
 import { createHash } from 'node:crypto';
 import * as path from 'node:path';
 import type { InnerMapDefinition, KernelMap, KernelOuterMap, MapStore } from './ports';
-import type { Entry, EntryJson, EntryPage, InnerTemplateView, Labels, OuterMapView } from './slots-api';
+import type { DumpFormat, Entry, EntryJson, EntryPage, InnerTemplateView, Labels, OuterMapView, VersionUpload } from './slots-api';
 import { slotFromUrl, type EntryCodec } from './codec';
+import { binaryContent, encodedContent, entriesDigest, ndjsonContent, type ChunkShape, type VersionContent } from './entry-stream';
+import { fillInnerMap } from './fill';
 import type { MapCodecs } from './map-codecs';
 import { Slot, type Version } from './slot';
 import type { VersionRecord } from './state';
 import { innerMapMisfit, type ShapeDifference } from './template';
-import { badInput, fromKernel, mimdError, NotFoundError, TemplateViolationError, templateViolation } from './errors';
+import { badInput, fromKernel, isMimdError, mimdError, NotFoundError, TemplateViolationError, templateViolation } from './errors';
 
 const ARRAY_TYPES = new Set(['ARRAY', 'PERCPU_ARRAY']);
 
-/** Entries encoded for the kernel: keys and values packed back to back. */
-export interface EncodedContent {
-  keys: Buffer;
-  values: Buffer;
-  count: number;
-  maxEntries: number;
-  labels: Labels;
-  /** sha256 of keys then values */
-  digest: string;
+/** Entries per chunk of a fill: one batch update each. */
+export const CHUNK_ENTRIES = 4096;
+
+/** Entries per batch lookup of a dump. */
+const DUMP_PAGE_ENTRIES = 4096;
+
+function interleaveRecords(keys: Buffer, values: Buffer, count: number, keySize: number, valueSize: number): Buffer {
+  const record = keySize + valueSize;
+  const out = Buffer.allocUnsafe(count * record);
+  for (let i = 0; i < count; i++) {
+    keys.copy(out, i * record, i * keySize, (i + 1) * keySize);
+    values.copy(out, i * record + keySize, i * valueSize, (i + 1) * valueSize);
+  }
+  return out;
 }
 
 export interface OuterMapOptions {
@@ -162,15 +169,8 @@ export class OuterMap {
   }
 
   /** Checks a PUT/stage body against the template and encodes it; touches nothing. */
-  encode(body: { entries: Entry[]; labels?: Labels; maxEntries?: number }): EncodedContent {
-    const maxEntries = body.maxEntries ?? this.template.maxEntries;
-    if (body.maxEntries !== undefined && body.maxEntries !== this.template.maxEntries && !this.resizable) {
-      throw templateViolation(
-        'maxEntries',
-        `the inner template of ${this.ref} is an ${this.template.type} without BPF_F_INNER_MAP: ` +
-          `its maxEntries must stay ${this.template.maxEntries}, got ${body.maxEntries}`,
-      );
-    }
+  encode(body: { entries: Entry[]; labels?: Labels; maxEntries?: number }): VersionContent {
+    const maxEntries = this.checkedMaxEntries(body.maxEntries, 'maxEntries');
     const { entries } = body;
     if (entries.length > maxEntries) {
       throw templateViolation('entries', `${entries.length} entries exceed maxEntries ${maxEntries} of ${this.ref}'s inner map`);
@@ -180,15 +180,48 @@ export class OuterMap {
     const values = Buffer.alloc(entries.length * valueCodec.size);
     const seen = new Map<string, number>();
     entries.forEach((entry, i) => {
-      const key = this.encodeKey(entry.key, `entries[${i}].key`, maxEntries);
-      const id = key.toString('hex');
+      const field = `entries[${i}].key`;
+      keyCodec.encodeInto(entry.key, keys, i * keyCodec.size, field);
+      this.checkKeyBytes(keys, i * keyCodec.size, field, maxEntries);
+      const id = keys.toString('hex', i * keyCodec.size, (i + 1) * keyCodec.size);
       const first = seen.get(id);
-      if (first !== undefined) throw badInput(`entries[${i}].key`, `duplicate of entries[${first}].key`);
+      if (first !== undefined) throw badInput(field, `duplicate of entries[${first}].key`);
       seen.set(id, i);
-      key.copy(keys, i * keyCodec.size);
-      valueCodec.encode(entry.value, `entries[${i}].value`).copy(values, i * valueCodec.size);
+      valueCodec.encodeInto(entry.value, values, i * valueCodec.size, `entries[${i}].value`);
     });
-    return { keys, values, count: entries.length, maxEntries, labels: { ...(body.labels ?? {}) }, digest: digest(keys, values) };
+    const shape = { keySize: keyCodec.size, valueSize: valueCodec.size, chunkEntries: CHUNK_ENTRIES };
+    const encoded = { keys, values, count: entries.length, digest: entriesDigest(keys, values, entries.length, shape) };
+    return encodedContent(encoded, shape, maxEntries, { ...(body.labels ?? {}) });
+  }
+
+  /**
+   * A streamed PUT/stage body: checked against the template entry by entry as
+   * the fill reads it. Touches nothing until the fill runs.
+   */
+  streamContent(upload: VersionUpload): VersionContent {
+    const maxEntries = this.checkedMaxEntries(upload.maxEntries, 'maxEntries');
+    const shape: ChunkShape = {
+      keySize: this.entryCodec.key.size,
+      valueSize: this.entryCodec.value.size,
+      chunkEntries: CHUNK_ENTRIES,
+      maxEntries,
+      requestLimit: upload.requestLimit,
+      checkKey: (keys, offset, field) => this.checkKeyBytes(keys, offset, field, maxEntries),
+    };
+    const labels = { ...(upload.labels ?? {}) };
+    return upload.format === 'ndjson' ? ndjsonContent(upload.body, this.entryCodec, shape, labels) : binaryContent(upload.body, shape, labels);
+  }
+
+  private checkedMaxEntries(requested: number | undefined, field: string): number {
+    const maxEntries = requested ?? this.template.maxEntries;
+    if (requested !== undefined && requested !== this.template.maxEntries && !this.resizable) {
+      throw templateViolation(
+        field,
+        `the inner template of ${this.ref} is an ${this.template.type} without BPF_F_INNER_MAP: ` +
+          `its maxEntries must stay ${this.template.maxEntries}, got ${requested}`,
+      );
+    }
+    return maxEntries;
   }
 
   /**
@@ -198,11 +231,17 @@ export class OuterMap {
    */
   encodeKey(value: EntryJson, field: string, maxEntries: number): Buffer {
     const key = this.entryCodec.key.encode(value, field);
-    if (this.innerIsArray && key.readUInt32LE(0) >= maxEntries) {
-      throw templateViolation(field, `index ${key.readUInt32LE(0)} is past the inner map's maxEntries ${maxEntries}`);
-    }
-    if (this.innerIsLpm) canonicalLpmKey(key, field);
+    this.checkKeyBytes(key, 0, field, maxEntries);
     return key;
+  }
+
+  /** The template's rules for the key at keys[offset..], in place (see encodeKey). */
+  checkKeyBytes(keys: Buffer, offset: number, field: string, maxEntries: number): void {
+    if (this.innerIsArray) {
+      const index = keys.readUInt32LE(offset);
+      if (index >= maxEntries) throw templateViolation(field, `index ${index} is past the inner map's maxEntries ${maxEntries}`);
+    }
+    if (this.innerIsLpm) canonicalLpmKey(keys.subarray(offset, offset + this.entryCodec.key.size), field);
   }
 
   private get innerIsLpm(): boolean {
@@ -221,8 +260,8 @@ export class OuterMap {
   }
 
   /** Entries an inner map holds: an array has every index, a hash what was written. */
-  entryCount(content: EncodedContent): number {
-    return this.innerIsArray ? content.maxEntries : content.count;
+  entryCount(maxEntries: number, written: number): number {
+    return this.innerIsArray ? maxEntries : written;
   }
 
   get arrayInner(): boolean {
@@ -233,7 +272,7 @@ export class OuterMap {
    * Creates, fills and pins one version. On any failure everything made so
    * far is removed again: no half-built map, no pin left behind.
    */
-  async build(slot: Slot, number: number, content: EncodedContent): Promise<Version> {
+  async build(slot: Slot, number: number, content: VersionContent): Promise<Version> {
     let map: KernelMap;
     try {
       map = await this.kernel.createMap({
@@ -259,9 +298,10 @@ export class OuterMap {
     const dir = this.slotPinDir(slot);
     const pinPath = this.versionPinPath(slot, number);
     let pinned = false;
+    let written: { count: number; digest: string };
     try {
       await this.checkpoint('build:created');
-      if (content.count > 0) await map.writeEntries(content.keys, content.values);
+      written = await fillInnerMap(map, content, { keySize: this.template.keySize, array: this.innerIsArray, presence: (m) => this.presence(m) });
       await this.checkpoint('build:filled');
       this.kernel.makePinDir(dir);
       // A pin a crash left at this number was never reported to anyone: the
@@ -273,6 +313,7 @@ export class OuterMap {
       if (pinned) this.kernel.unpin(pinPath);
       this.kernel.removeEmptyPinDir(dir);
       map.close();
+      if (isMimdError(err)) throw err;
       throw fromKernel(err, `filling version ${number} of ${this.ref} slot ${String(slot.keyJson)}`);
     }
     await this.checkpoint('build:pinned');
@@ -282,11 +323,11 @@ export class OuterMap {
       mapId: map.id,
       pinPath,
       maxEntries: content.maxEntries,
-      entryCount: this.entryCount(content),
+      entryCount: this.entryCount(content.maxEntries, written.count),
       createdAt: new Date(),
       activatedAt: null,
       labels: content.labels,
-      digest: content.digest,
+      digest: written.digest,
     };
   }
 
@@ -354,6 +395,28 @@ export class OuterMap {
       key = map.nextKey(key);
     }
     return { entries, nextCursor: key && last ? last.toString('hex') : null };
+  }
+
+  /**
+   * An inner map's entries as NDJSON lines or binary records, a page of
+   * lines per piece. A page read from the kernel (batch lookup) is encoded
+   * and handed on before the next is read: memory stays at one page.
+   */
+  async *dumpEntries(map: KernelMap, format: DumpFormat): AsyncGenerator<Buffer> {
+    const { key: keyCodec, value: valueCodec } = this.entryCodec;
+    for await (const page of map.readAll(DUMP_PAGE_ENTRIES)) {
+      if (format === 'binary') {
+        yield interleaveRecords(page.keys, page.values, page.count, keyCodec.size, map.valueSize);
+        continue;
+      }
+      const lines: string[] = [];
+      for (let i = 0; i < page.count; i++) {
+        const key = keyCodec.decode(page.keys.subarray(i * keyCodec.size, (i + 1) * keyCodec.size));
+        const value = valueCodec.decode(page.values.subarray(i * valueCodec.size, (i + 1) * valueCodec.size));
+        lines.push(JSON.stringify({ key, value }));
+      }
+      yield Buffer.from(`${lines.join('\n')}\n`);
+    }
   }
 
   close(): void {

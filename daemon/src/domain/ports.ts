@@ -90,11 +90,28 @@ export interface KernelMap {
   nextKey(key: Buffer | null): Buffer | null;
   /** What the kernel says the map is (type, sizes, max entries, flags). */
   definition(): MapShape;
-  /** Writes keys and values packed back to back, in batches where the map type allows. */
-  writeEntries(keys: Buffer, values: Buffer): Promise<void>;
+  /**
+   * Writes keys and values packed back to back, in batches where the map
+   * type allows. The kernel stops at the first entry it refuses; the error
+   * then carries `index`, that entry's place in `keys`.
+   */
+  writeEntries(keys: Buffer, values: Buffer, mode?: UpdateMode): Promise<void>;
+  /**
+   * Reads every entry, a page at a time, by batch lookup where the map type
+   * has it (key by key otherwise). Entries added or deleted while it runs
+   * may or may not be seen.
+   */
+  readAll(pageEntries: number): AsyncIterable<EntryPageBuffers>;
   pin(path: string): void;
   /** Idempotent. */
   close(): void;
+}
+
+/** A page of entries as the kernel holds them: keys and values packed back to back. */
+export interface EntryPageBuffers {
+  keys: Buffer;
+  values: Buffer;
+  count: number;
 }
 
 /** An outer map (ARRAY_OF_MAPS / HASH_OF_MAPS): its values are inner maps. */

@@ -135,6 +135,31 @@ export interface ClearResult {
   previousMapId: number | null;
 }
 
+/**
+ * A streamed body for a new version (PUT or stage): NDJSON lines or packed
+ * binary records, read while the inner map fills, so memory does not grow
+ * with the upload.
+ */
+export interface VersionUpload {
+  format: 'ndjson' | 'binary';
+  body: AsyncIterable<Buffer | string>;
+  /** only where the kernel allows an inner map of another size than the template */
+  maxEntries?: number;
+  labels?: Labels;
+  /** the most entries this request may carry (api.maxEntries): 413 above */
+  requestLimit: number;
+}
+
+/** What a new version is built from: a JSON body in memory, or a stream. */
+export type VersionInput = VersionBody | VersionUpload;
+
+export function isUpload(input: VersionInput): input is VersionUpload {
+  return 'format' in input;
+}
+
+/** How a whole inner map is read back in one stream. */
+export type DumpFormat = 'ndjson' | 'binary';
+
 /** Optimistic concurrency: the active version the caller believes in (If-Match), or undefined. */
 export type Expectation = number | null | undefined;
 
@@ -145,12 +170,18 @@ export interface SlotsApi {
   getMap(object: string, map: string): OuterMapDetail;
   listSlots(object: string, map: string): SlotSummary[];
   getSlot(object: string, map: string, slot: string): SlotDetail;
-  putSlot(object: string, map: string, slot: string, body: VersionBody, expect?: Expectation): Promise<SwapResult>;
-  stageVersion(object: string, map: string, slot: string, body: VersionBody): Promise<VersionView>;
+  putSlot(object: string, map: string, slot: string, body: VersionInput, expect?: Expectation): Promise<SwapResult>;
+  stageVersion(object: string, map: string, slot: string, body: VersionInput): Promise<VersionView>;
   listVersions(object: string, map: string, slot: string): VersionView[];
   activate(object: string, map: string, slot: string, version: number, expect?: Expectation): Promise<SwapResult>;
   rollback(object: string, map: string, slot: string, version?: number, expect?: Expectation): Promise<SwapResult>;
   readEntries(object: string, map: string, slot: string, page: { limit: number; cursor?: string; version?: number }): EntryPage;
+  /**
+   * Every entry of the active (or a given) version, as NDJSON lines or packed
+   * records, read from the kernel by batch lookup while the answer is sent.
+   * Throws (before the first byte) for an unknown map, slot or version.
+   */
+  dumpEntries(object: string, map: string, slot: string, format: DumpFormat, version?: number): AsyncIterable<Buffer>;
   patchEntries(object: string, map: string, slot: string, body: PatchBody, expect?: Expectation): Promise<PatchResult>;
   clearSlot(object: string, map: string, slot: string, expect?: Expectation): Promise<ClearResult>;
 }

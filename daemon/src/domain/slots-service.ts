@@ -25,10 +25,13 @@ import type {
   SlotsApi,
   SlotSummary,
   SwapResult,
-  VersionBody,
+  DumpFormat,
+  VersionInput,
   VersionView,
 } from './slots-api';
-import { OuterMap, digest, type EncodedContent } from './outer-map';
+import { isUpload } from './slots-api';
+import { OuterMap, digest } from './outer-map';
+import type { VersionContent } from './entry-stream';
 import { mapCodecs } from './map-codecs';
 import type { BtfTable } from './btf';
 import type { MapCodecConfig } from '../config/schema';
@@ -192,12 +195,26 @@ export class SlotsService implements SlotsApi {
     return outer.readEntries(version.map, page.limit, page.cursor);
   }
 
+  dumpEntries(object: string, map: string, slotParam: string, format: DumpFormat, number?: number): AsyncIterable<Buffer> {
+    const { outer, slot } = this.existingSlot(object, map, slotParam);
+    const version = number === undefined ? this.activeOf(outer, slot) : this.versionOf(outer, slot, number);
+    return outer.dumpEntries(version.map, format);
+  }
+
   // ---- writes --------------------------------------------------------------
 
-  async putSlot(object: string, map: string, slotParam: string, body: VersionBody, expect?: Expectation): Promise<SwapResult> {
+  /**
+   * A JSON body is checked whole now, before anything waits in the slot's
+   * queue; a stream is checked as the fill reads it, in the queue.
+   */
+  private content(outer: OuterMap, body: VersionInput): VersionContent {
+    return isUpload(body) ? outer.streamContent(body) : outer.encode(body);
+  }
+
+  async putSlot(object: string, map: string, slotParam: string, body: VersionInput, expect?: Expectation): Promise<SwapResult> {
     const outer = this.outer(object, map);
     const key = outer.slotKey(slotParam);
-    const content = outer.encode(body);
+    const content = this.content(outer, body);
     const slot = outer.slot(key);
     return slot.writes.run(async () => {
       this.checkExpectation(outer, slot, expect);
@@ -211,10 +228,10 @@ export class SlotsService implements SlotsApi {
     });
   }
 
-  async stageVersion(object: string, map: string, slotParam: string, body: VersionBody): Promise<VersionView> {
+  async stageVersion(object: string, map: string, slotParam: string, body: VersionInput): Promise<VersionView> {
     const outer = this.outer(object, map);
     const key = outer.slotKey(slotParam);
-    const content = outer.encode(body);
+    const content = this.content(outer, body);
     const slot = outer.slot(key);
     return slot.writes.run(async () => {
       const version = await this.buildNext(outer, slot, content);
@@ -319,7 +336,7 @@ export class SlotsService implements SlotsApi {
   // ---- the steps -----------------------------------------------------------
 
   /** Builds the slot's next version; its number is taken only by keep(). */
-  private buildNext(outer: OuterMap, slot: Slot, content: EncodedContent): Promise<Version> {
+  private buildNext(outer: OuterMap, slot: Slot, content: VersionContent): Promise<Version> {
     return outer.build(slot, slot.lastVersion + 1, content);
   }
 

@@ -99,6 +99,17 @@ class TypedField implements FieldCodec {
     return buf;
   }
 
+  encodeInto(value: EntryJson, target: Buffer, offset: number, field: string): void {
+    const raw = parseHex(value, this.size, field);
+    if (raw) {
+      raw.copy(target, offset);
+      return;
+    }
+    // Nodes write only their members: padding must be zero, as in a fresh buffer.
+    target.fill(0, offset, offset + this.size);
+    this.node.encode(value, target, offset, field);
+  }
+
   decode(bytes: Buffer): EntryJson {
     if (bytes.length !== this.size) throw new TypeError(`expected ${this.size} bytes to decode, got ${bytes.length}`);
     return this.node.decode(bytes, 0);

@@ -2,6 +2,7 @@
 // health probes at the root, the API under /v1, and the one place where
 // errors become responses.
 import Fastify, {
+  LogController,
   type FastifyError,
   type FastifyInstance,
   type FastifyReply,
@@ -21,7 +22,7 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import createError from '@fastify/error';
 import rateLimit from '@fastify/rate-limit';
-import { badInput, isMimdError, mimdError } from '../domain/errors';
+import { badInput, isMimdError, mimdError, TooManyEntriesError } from '../domain/errors';
 import type { SlotsApi } from '../domain/slots-api';
 import type { KernelReport } from '../domain/kernel-features';
 import type { Scope } from '../config/schema';
@@ -29,6 +30,7 @@ import apiRoutes from './routes/index';
 import healthRoutes from './routes/health';
 import metricsRoutes from './routes/metrics';
 import { registerDocs } from './docs';
+import { registerStreamBodies, StreamBody } from './streams';
 import type { AccessControl, Principal, Transport } from './auth';
 import { actorOf, auditAction, outcomeOf, type AuditRecord, type AuditSink } from './audit';
 import type { Metrics } from './metrics';
@@ -79,7 +81,6 @@ declare module 'fastify' {
   }
 }
 
-export const TooManyEntriesError = createError('MIMD_TOO_MANY_ENTRIES', '%s', 413);
 export const RateLimitedError = createError('MIMD_RATE_LIMITED', '%s', 429);
 
 /** Routes anyone who can reach the listener may call: probes and the API's description. */
@@ -111,6 +112,10 @@ export function buildApp(options: AppOptions): App {
   const { slots } = options;
   const app = Fastify({
     loggerInstance: options.logger,
+    // Two synchronous log lines per request (Fastify's default at info) cost
+    // more than a GET itself: changes are logged and audited on their own;
+    // every request is logged at debug (onResponse below).
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: options.bodyLimit,
     routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
     schemaErrorFormatter: validationError,
@@ -125,6 +130,7 @@ export function buildApp(options: AppOptions): App {
   // JSON only: a text/plain body would reach the schema as a string and fail
   // with a confusing message instead of 415.
   app.removeContentTypeParser('text/plain');
+  registerStreamBodies(app, () => options.limits().maxEntries);
   app.setErrorHandler(handleError);
   app.setNotFoundHandler((request, reply) => {
     void reply.code(404).send({ code: 'MIMD_NOT_FOUND', message: `no route ${request.method} ${request.url.slice(0, 200)}` });
@@ -199,7 +205,7 @@ function guard(app: App, options: AppOptions): void {
   app.addHook('onRequest', async (request) => {
     if (OPEN_PATHS.test(request.url)) return;
     const peer = transport === 'unix' ? (options.peer?.(request.socket) ?? null) : null;
-    const address = transport === 'tcp' ? (request.socket.remoteAddress ?? null) : null;
+    const address = transport === 'tcp' ? (request.socket?.remoteAddress ?? null) : null;
     const principal = access.identify(transport, request.headers.authorization, peer, address);
     request.principal = principal;
     const params = request.params as { object?: string; map?: string } | undefined;
@@ -216,6 +222,12 @@ function guard(app: App, options: AppOptions): void {
     if (entries > maxEntries) {
       const field = Array.isArray(body.entries) ? 'entries' : count(body.upsert) > 0 ? 'upsert' : 'delete';
       throw mimdError(TooManyEntriesError, `${field}: ${entries} entries in one request; at most ${maxEntries} (api.maxEntries)`, { field });
+    }
+  });
+
+  app.addHook('onResponse', async (request, reply) => {
+    if (options.logger.isLevelEnabled('debug')) {
+      request.log.debug({ method: request.method, url: request.url.slice(0, 512), statusCode: reply.statusCode, ms: reply.elapsedTime }, 'request');
     }
   });
 
@@ -256,7 +268,7 @@ function guard(app: App, options: AppOptions): void {
     const record: AuditRecord = {
       time: new Date().toISOString(),
       requestId: String(request.id),
-      actor: actorOf(request.principal, transport, peerUid, transport === 'tcp' ? (request.socket.remoteAddress ?? null) : null),
+      actor: actorOf(request.principal, transport, peerUid, transport === 'tcp' ? (request.socket?.remoteAddress ?? null) : null),
       action,
       method: request.method,
       url: request.url.slice(0, 512),
@@ -291,6 +303,8 @@ const typeBoxValidator: FastifySchemaCompiler<TSchema> = ({ schema, httpPart }) 
   const check = TypeCompiler.Compile(schema);
   const fromUrl = httpPart === 'querystring' || httpPart === 'params' || httpPart === 'headers';
   return (data: unknown) => {
+    // NDJSON and binary bodies are checked entry by entry as they are read.
+    if (httpPart === 'body' && data instanceof StreamBody) return { value: data };
     const value = fromUrl ? convertUrlValues(schema, Value.Default(schema, data)) : data;
     if (check.Check(value)) return { value };
     const first = check.Errors(value).First();
@@ -414,7 +428,7 @@ export function answerFor(err: unknown): Answer {
     message: err instanceof Error ? err.message : String(err),
   };
   if (status === 415) {
-    body.message = 'unsupported media type: the API takes application/json';
+    body.message = 'unsupported media type: the API takes application/json (and, for PUT of a slot and POST of a version, application/x-ndjson or application/octet-stream)';
     body.field = 'Content-Type';
   }
   else if (typeof code === 'string' && code.startsWith('FST_ERR_CTP_') && status === 400) body.field = 'body';

@@ -1,6 +1,6 @@
 // The domain's KernelMap / KernelOuterMap (domain/ports.ts) on a BpfMap.
-import type { KernelMap, KernelOuterMap, MapShape, MapSpec, UpdateMode } from '../domain/ports';
-import { BpfMap } from './map';
+import type { EntryPageBuffers, KernelMap, KernelOuterMap, MapShape, MapSpec, UpdateMode } from '../domain/ports';
+import { BpfMap, type BatchLookup } from './map';
 import { MapFlag, MapType, mapFlagNames, mapTypeName, type MapFlagName, type MapTypeName } from './constants';
 
 // Types whose kernel implementation has BPF_MAP_UPDATE_BATCH (generic or own);
@@ -49,23 +49,67 @@ export class MapAdapter implements KernelMap {
     return this.map.nextKey(key);
   }
 
-  async writeEntries(keys: Buffer, values: Buffer): Promise<void> {
+  async writeEntries(keys: Buffer, values: Buffer, mode: UpdateMode = 'any'): Promise<void> {
     const count = keys.length / this.keySize;
     if (BATCH_TYPES.has(this.map.type)) {
       for (let start = 0; start < count; start += BATCH_ENTRIES) {
         const end = Math.min(count, start + BATCH_ENTRIES);
-        await this.map.updateBatch(
-          keys.subarray(start * this.keySize, end * this.keySize),
-          values.subarray(start * this.valueSize, end * this.valueSize),
-        );
+        try {
+          await this.map.updateBatch(
+            keys.subarray(start * this.keySize, end * this.keySize),
+            values.subarray(start * this.valueSize, end * this.valueSize),
+            mode,
+          );
+        } catch (err) {
+          throw withIndex(err, start + processedOf(err));
+        }
       }
       return;
     }
     for (let i = 0; i < count; i++) {
-      await this.map.update(
-        keys.subarray(i * this.keySize, (i + 1) * this.keySize),
-        values.subarray(i * this.valueSize, (i + 1) * this.valueSize),
-      );
+      // Element updates of an inner map run on this thread: let others in now and then.
+      if (i > 0 && i % BATCH_ENTRIES === 0) await new Promise<void>((resolve) => setImmediate(resolve));
+      try {
+        await this.map.update(
+          keys.subarray(i * this.keySize, (i + 1) * this.keySize),
+          values.subarray(i * this.valueSize, (i + 1) * this.valueSize),
+          mode,
+        );
+      } catch (err) {
+        throw withIndex(err, i);
+      }
+    }
+  }
+
+  async *readAll(pageEntries: number): AsyncGenerator<EntryPageBuffers> {
+    if (BATCH_TYPES.has(this.map.type)) {
+      let cursor: Buffer | null = null;
+      for (;;) {
+        const page: BatchLookup = await this.map.lookupBatch(cursor, pageEntries);
+        if (page.count > 0) yield { keys: page.keys, values: page.values, count: page.count };
+        if (page.cursor === null) return;
+        cursor = page.cursor;
+      }
+    }
+    // Key by key: nextKey from the last key read. A key deleted meanwhile
+    // makes the kernel start again from the first (its rule for hash maps).
+    let key = this.map.nextKey(null);
+    while (key) {
+      const keys = Buffer.allocUnsafe(pageEntries * this.keySize);
+      const values = Buffer.allocUnsafe(pageEntries * this.valueSize);
+      let count = 0;
+      while (key && count < pageEntries) {
+        const value = this.map.lookup(key);
+        if (value) {
+          key.copy(keys, count * this.keySize);
+          value.copy(values, count * this.valueSize);
+          count++;
+        }
+        key = this.map.nextKey(key);
+      }
+      if (count > 0) yield { keys: keys.subarray(0, count * this.keySize), values: values.subarray(0, count * this.valueSize), count };
+      // Let other requests in between pages.
+      await new Promise<void>((resolve) => setImmediate(resolve));
     }
   }
 
@@ -108,6 +152,17 @@ export class OuterMapAdapter extends MapAdapter implements KernelOuterMap {
   innerId(key: Buffer): number | null {
     return this.map.lookup(key)?.readUInt32LE(0) ?? null;
   }
+}
+
+function processedOf(err: unknown): number {
+  const processed = (err as { processed?: unknown }).processed;
+  return typeof processed === 'number' ? processed : 0;
+}
+
+/** The kernel's error, with the place of the entry it refused. */
+function withIndex(err: unknown, index: number): unknown {
+  if (err !== null && typeof err === 'object') (err as { index?: number }).index = index;
+  return err;
 }
 
 export async function createMap(spec: MapSpec): Promise<KernelMap> {

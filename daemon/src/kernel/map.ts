@@ -5,6 +5,9 @@ import { native, type NativeMap, type NativeMapInfo } from './native';
 import { isMapInMap, isPerCpu, mapTypeName, updateModeFlag, type UpdateMode } from './constants';
 import { assertBuffer, assertCount, assertName, assertNonEmptyString, assertUint } from './check';
 
+/** Maps and batches up to this many entries are handled on the calling thread (well under a millisecond). */
+const INLINE_ENTRIES = 1024;
+
 export interface MapSpec {
   type: number;
   /** kernel object name, at most 15 characters */
@@ -61,7 +64,7 @@ export class BpfMap {
     if (isMapInMap(spec.type) && !spec.innerMap) {
       throw new TypeError(`innerMap: required for ${mapTypeName(spec.type)}`);
     }
-    const handle = await native.NativeMap.create({
+    const nativeSpec = {
       type: spec.type,
       name: spec.name,
       keySize: spec.keySize,
@@ -69,7 +72,10 @@ export class BpfMap {
       maxEntries: spec.maxEntries,
       flags: spec.flags ?? 0,
       innerMapFd: spec.innerMap?.fd,
-    });
+    };
+    // A small map is made in microseconds: a trip through the worker pool
+    // (and, on a busy machine, the wait for its thread) costs more.
+    const handle = spec.maxEntries <= INLINE_ENTRIES && !isMapInMap(spec.type) ? native.NativeMap.createSync(nativeSpec) : await native.NativeMap.create(nativeSpec);
     return new BpfMap(handle);
   }
 
@@ -107,6 +113,8 @@ export class BpfMap {
   async update(key: Buffer, value: Buffer, mode: UpdateMode = 'any'): Promise<void> {
     this.checkKey('key', key);
     this.checkValue('value', value);
+    // Only an outer-map update waits (a grace period); others take microseconds.
+    if (!isMapInMap(this.type)) return this.handle.updateSync(key, value, updateFlag(mode));
     await this.handle.update(key, value, updateFlag(mode));
   }
 
@@ -135,6 +143,9 @@ export class BpfMap {
   async updateBatch(keys: Buffer, values: Buffer, mode: UpdateMode = 'any'): Promise<number> {
     const count = this.packedCount(keys, values);
     if (count === 0) return 0;
+    // Outer-map updates wait a grace period: always off the event loop. A
+    // small batch into any other map is quicker done here than handed over.
+    if (count <= INLINE_ENTRIES && !isMapInMap(this.type)) return this.handle.updateBatchSync(keys, values, count, updateFlag(mode));
     return this.handle.updateBatch(keys, values, count, updateFlag(mode));
   }
 

@@ -93,6 +93,8 @@ export interface NativeTestRunResult {
 export declare class NativeMap {
   private constructor();
   static create(spec: NativeMapSpec): Promise<NativeMap>;
+  /** On the calling thread: for small maps only. */
+  static createSync(spec: NativeMapSpec): NativeMap;
   static openPinned(path: string): NativeMap;
   static fromId(id: number): NativeMap;
   readonly fd: number;
@@ -100,9 +102,13 @@ export declare class NativeMap {
   info(): NativeMapInfo;
   lookup(key: Buffer): Buffer | null;
   update(key: Buffer, value: Buffer, flags: number): Promise<void>;
+  /** On the calling thread: maps that are not outer maps only. */
+  updateSync(key: Buffer, value: Buffer, flags: number): void;
   delete(key: Buffer): Promise<boolean>;
   nextKey(key: Buffer | null): Buffer | null;
   updateBatch(keys: Buffer, values: Buffer, count: number, flags: number): Promise<number>;
+  /** On the calling thread: small batches into maps that are not outer maps only. */
+  updateBatchSync(keys: Buffer, values: Buffer, count: number, flags: number): number;
   lookupBatch(cursor: Buffer | null, maxCount: number): Promise<NativeLookupBatch>;
   deleteBatch(keys: Buffer, count: number): Promise<number>;
   freeze(): void;

@@ -5,7 +5,8 @@ import { SLOT_PATH, type ApiOptions } from './index';
 import { etag, parseIfMatch } from '../if-match';
 import { MapParams, SlotParams, errorResponses } from '../schemas/common';
 import { ClearResult, RollbackBody, SlotDetail, SlotList, SwapResult } from '../schemas/slots';
-import { VersionBody } from '../schemas/versions';
+import { UploadQuery, VERSION_MEDIA_TYPES, VersionBody } from '../schemas/versions';
+import { closeIfUnread, versionInput } from '../streams';
 
 const slotsRoutes: FastifyPluginAsyncTypebox<ApiOptions> = async (app, { slots }) => {
   app.get(
@@ -27,13 +28,27 @@ const slotsRoutes: FastifyPluginAsyncTypebox<ApiOptions> = async (app, { slots }
 
   app.put(
     SLOT_PATH,
-    { schema: { params: SlotParams, body: VersionBody, response: { 200: SwapResult, 201: SwapResult, ...errorResponses } } },
+    {
+      config: { streamBody: true },
+      schema: {
+        params: SlotParams,
+        querystring: UploadQuery,
+        body: VersionBody,
+        consumes: VERSION_MEDIA_TYPES,
+        response: { 200: SwapResult, 201: SwapResult, ...errorResponses },
+      },
+    },
     async (request, reply) => {
       const { object, map, slot } = request.params;
-      const expect = parseIfMatch(request.headers['if-match']);
-      const result = await slots.putSlot(object, map, slot, request.body, expect);
-      reply.code(result.created ? 201 : 200).header('etag', etag(result.version));
-      return result;
+      try {
+        const expect = parseIfMatch(request.headers['if-match']);
+        const result = await slots.putSlot(object, map, slot, versionInput(request.body, request.query), expect);
+        reply.code(result.created ? 201 : 200).header('etag', etag(result.version));
+        return result;
+      } catch (err) {
+        closeIfUnread(request.body, reply);
+        throw err;
+      }
     },
   );
 

@@ -5,18 +5,33 @@ import { SLOT_PATH, type ApiOptions } from './index';
 import { etag, parseIfMatch } from '../if-match';
 import { SlotParams, VersionParams, errorResponses } from '../schemas/common';
 import { SwapResult } from '../schemas/slots';
-import { VersionBody, VersionList, VersionView } from '../schemas/versions';
+import { UploadQuery, VERSION_MEDIA_TYPES, VersionBody, VersionList, VersionView } from '../schemas/versions';
+import { closeIfUnread, versionInput } from '../streams';
 
 const versionsRoutes: FastifyPluginAsyncTypebox<ApiOptions> = async (app, { slots }) => {
   app.post(
     `${SLOT_PATH}/versions`,
-    { schema: { params: SlotParams, body: VersionBody, response: { 201: VersionView, ...errorResponses } } },
+    {
+      config: { streamBody: true },
+      schema: {
+        params: SlotParams,
+        querystring: UploadQuery,
+        body: VersionBody,
+        consumes: VERSION_MEDIA_TYPES,
+        response: { 201: VersionView, ...errorResponses },
+      },
+    },
     async (request, reply) => {
       const { object, map, slot } = request.params;
-      const staged = await slots.stageVersion(object, map, slot, request.body);
-      // No ETag: staging does not tell which version is active.
-      reply.code(201);
-      return staged;
+      try {
+        const staged = await slots.stageVersion(object, map, slot, versionInput(request.body, request.query));
+        // No ETag: staging does not tell which version is active.
+        reply.code(201);
+        return staged;
+      } catch (err) {
+        closeIfUnread(request.body, reply);
+        throw err;
+      }
     },
   );
 

@@ -29,3 +29,16 @@ export const VersionView = Type.Object({
 export const VersionList = Type.Object({
   versions: Type.Array(VersionView),
 });
+
+/** Query parameters of PUT and stage: what an NDJSON or binary body cannot carry itself. */
+export const UploadQuery = Type.Object(
+  {
+    maxEntries: Type.Optional(Type.Integer({ minimum: 1, maximum: 0xffffffff })),
+    /** name=value; repeat for more labels */
+    label: Type.Optional(Type.Union([Type.String({ maxLength: 400 }), Type.Array(Type.String({ maxLength: 400 }), { maxItems: 64 })])),
+  },
+  { additionalProperties: false },
+);
+
+/** Media types a new version's entries may come in (OpenAPI). */
+export const VERSION_MEDIA_TYPES = ['application/json', 'application/x-ndjson', 'application/octet-stream'];
