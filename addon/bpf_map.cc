@@ -38,10 +38,12 @@ int MapInfoByFd(int fd, bpf_map_info* info) {
 class CreateWorker : public PromiseWorker {
  public:
   CreateWorker(Napi::Env env, uint32_t type, std::string name, uint32_t key_size, uint32_t value_size,
-               uint32_t max_entries, uint32_t flags, int inner_fd)
+               uint32_t max_entries, uint32_t flags, int inner_fd, int btf_fd, uint32_t btf_key_type_id,
+               uint32_t btf_value_type_id)
       : PromiseWorker(env, "mimd:map_create"),
         type_(type), name_(std::move(name)), key_size_(key_size), value_size_(value_size),
-        max_entries_(max_entries), flags_(flags), inner_fd_(env, inner_fd) {}
+        max_entries_(max_entries), flags_(flags), inner_fd_(env, inner_fd), btf_fd_(env, btf_fd),
+        btf_key_type_id_(btf_key_type_id), btf_value_type_id_(btf_value_type_id) {}
 
   ~CreateWorker() override {
     if (fd_ >= 0) close(fd_);  // only when the promise never took it
@@ -51,6 +53,11 @@ class CreateWorker : public PromiseWorker {
     LIBBPF_OPTS(bpf_map_create_opts, opts);
     opts.map_flags = flags_;
     if (inner_fd_.get() >= 0) opts.inner_map_fd = inner_fd_.get();
+    if (btf_fd_.get() >= 0) {
+      opts.btf_fd = btf_fd_.get();
+      opts.btf_key_type_id = btf_key_type_id_;
+      opts.btf_value_type_id = btf_value_type_id_;
+    }
     int fd = bpf_map_create(static_cast<bpf_map_type>(type_), name_.empty() ? nullptr : name_.c_str(), key_size_,
                             value_size_, max_entries_, &opts);
     if (fd < 0) {
@@ -74,6 +81,8 @@ class CreateWorker : public PromiseWorker {
   std::string name_;
   uint32_t key_size_, value_size_, max_entries_, flags_;
   WorkerFd inner_fd_;
+  WorkerFd btf_fd_;
+  uint32_t btf_key_type_id_, btf_value_type_id_;
   int fd_ = -1;
 };
 
@@ -297,6 +306,10 @@ struct CreateSpec {
   std::string name;
   uint32_t key_size = 0, value_size = 0, max_entries = 0, flags = 0;
   int inner_fd = -1;
+  // The type information of a template the map must match (an inner map):
+  // some kernels compare what the kernel derives from it (6.1: timer_off).
+  int btf_fd = -1;
+  uint32_t btf_key_type_id = 0, btf_value_type_id = 0;
 };
 
 CreateSpec ReadCreateSpec(const Napi::CallbackInfo& info) {
@@ -313,6 +326,11 @@ CreateSpec ReadCreateSpec(const Napi::CallbackInfo& info) {
   if (spec.Has("innerMapFd") && !spec.Get("innerMapFd").IsUndefined()) {
     out.inner_fd = static_cast<int>(GetUint32(env, spec.Get("innerMapFd"), "innerMapFd"));
   }
+  if (spec.Has("btfFd") && !spec.Get("btfFd").IsUndefined()) {
+    out.btf_fd = static_cast<int>(GetUint32(env, spec.Get("btfFd"), "btfFd"));
+    out.btf_key_type_id = GetUint32(env, spec.Get("btfKeyTypeId"), "btfKeyTypeId");
+    out.btf_value_type_id = GetUint32(env, spec.Get("btfValueTypeId"), "btfValueTypeId");
+  }
   return out;
 }
 
@@ -320,7 +338,8 @@ CreateSpec ReadCreateSpec(const Napi::CallbackInfo& info) {
 
 Napi::Value BpfMap::Create(const Napi::CallbackInfo& info) {
   CreateSpec c = ReadCreateSpec(info);
-  auto* worker = new CreateWorker(info.Env(), c.type, c.name, c.key_size, c.value_size, c.max_entries, c.flags, c.inner_fd);
+  auto* worker = new CreateWorker(info.Env(), c.type, c.name, c.key_size, c.value_size, c.max_entries, c.flags, c.inner_fd,
+                                  c.btf_fd, c.btf_key_type_id, c.btf_value_type_id);
   return worker->Start();
 }
 
@@ -332,6 +351,11 @@ Napi::Value BpfMap::CreateSync(const Napi::CallbackInfo& info) {
   LIBBPF_OPTS(bpf_map_create_opts, opts);
   opts.map_flags = c.flags;
   if (c.inner_fd >= 0) opts.inner_map_fd = c.inner_fd;
+  if (c.btf_fd >= 0) {
+    opts.btf_fd = c.btf_fd;
+    opts.btf_key_type_id = c.btf_key_type_id;
+    opts.btf_value_type_id = c.btf_value_type_id;
+  }
   int fd = bpf_map_create(static_cast<bpf_map_type>(c.type), c.name.empty() ? nullptr : c.name.c_str(), c.key_size,
                           c.value_size, c.max_entries, &opts);
   if (fd < 0) {

@@ -1,6 +1,7 @@
 #include "bpf_object.h"
 
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <linux/bpf.h>
 #include <linux/if_link.h>
@@ -139,6 +140,7 @@ void BpfObject::Init(Napi::Env env, Napi::Object exports) {
           InstanceMethod<&BpfObject::Maps>("maps"),
           InstanceMethod<&BpfObject::Programs>("programs"),
           InstanceMethod<&BpfObject::Btf>("btf"),
+          InstanceMethod<&BpfObject::BtfFd>("btfFd"),
           InstanceMethod<&BpfObject::ReuseMapFd>("reuseMapFd"),
           InstanceMethod<&BpfObject::SetInnerMapFd>("setInnerMapFd"),
           InstanceMethod<&BpfObject::SetPinPath>("setPinPath"),
@@ -308,6 +310,14 @@ Napi::Value BpfObject::Maps(const Napi::CallbackInfo& info) {
     result.Set(i++, def);
   }
   return result;
+}
+
+// The fd of the object's BTF in the kernel (loaded with the object), or -1
+// before load or without BTF. Owned by the object: valid until close().
+Napi::Value BpfObject::BtfFd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const struct btf* btf = bpf_object__btf(Usable(env));
+  return Napi::Number::New(env, btf == nullptr ? -1 : btf__fd(btf));
 }
 
 Napi::Value BpfObject::Btf(const Napi::CallbackInfo& info) {

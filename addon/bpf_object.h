@@ -34,6 +34,7 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
   Napi::Value Maps(const Napi::CallbackInfo& info);
   Napi::Value Programs(const Napi::CallbackInfo& info);
   Napi::Value Btf(const Napi::CallbackInfo& info);
+  Napi::Value BtfFd(const Napi::CallbackInfo& info);
   Napi::Value ReuseMapFd(const Napi::CallbackInfo& info);
   Napi::Value SetInnerMapFd(const Napi::CallbackInfo& info);
   Napi::Value SetPinPath(const Napi::CallbackInfo& info);

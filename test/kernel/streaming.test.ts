@@ -4,6 +4,7 @@
 // and its pins as they were, and a dump (batch lookup) gives back exactly
 // what went in, in both forms.
 import { createHash } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import t from 'tap';
 import pino from 'pino';
@@ -227,4 +228,20 @@ t.test('LPM trie keys are canonical: a prefix given twice with different host bi
     .putSlot('firewall', 'policy', '1', upload('ndjson', [...lines, '{"key":"10.1.2.3/8","value":{"verdict":"pass"}}'].join('\n')))
     .catch((e: Error) => e);
   t.match(twice, { code: 'MIMD_BAD_INPUT', field: 'entries[2].key', message: /duplicate of entries\[0\]\.key/ });
+});
+
+t.test('inner maps carry the type information of their template (BTF), as some kernels require on insert', async (t) => {
+  const { slots } = await setup(t, 'firewall');
+  const put = await slots.putSlot('firewall', 'policy', '2', upload('ndjson', '{"key":"10.0.0.0/8","value":{"verdict":"drop"}}\n'));
+  const inner = BpfMap.fromId(put.mapId);
+  t.teardown(() => inner.close());
+  const outerId = slots.listMaps().find((m) => m.name === 'policy')?.mapId ?? 0;
+  const outer = BpfMap.fromId(outerId);
+  t.teardown(() => outer.close());
+  t.ok(inner.info().btfId > 0, 'the inner map has BTF');
+  // The object's BTF: the one its program was loaded with (libbpf makes the outer map itself without BTF).
+  const programs = JSON.parse(execFileSync('bpftool', ['-j', 'prog', 'show'], { encoding: 'utf8' })) as { map_ids?: number[]; btf_id?: number }[];
+  const program = programs.find((p) => p.map_ids?.includes(outerId));
+  t.ok(program, 'the firewall program that uses the outer map');
+  t.equal(inner.info().btfId, program?.btf_id, "the object's BTF, the one the template was made with");
 });

@@ -282,6 +282,7 @@ export class OuterMap {
         maxEntries: content.maxEntries,
         flags: this.template.flags,
         name: `${this.name.slice(0, 9)}_v${number}`.slice(0, 15),
+        innerOf: this.handle,
       });
     } catch (err) {
       // Sizes were checked against the template; what is left is the kernel's own limit.

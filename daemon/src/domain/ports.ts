@@ -142,6 +142,11 @@ export interface MapShape {
 export interface MapSpec extends MapShape {
   /** kernel object name, at most 15 characters */
   name?: string;
+  /**
+   * The outer map the new map is meant for: it is made to match that map's
+   * inner template in everything the kernel compares, type information too.
+   */
+  innerOf?: KernelOuterMap;
 }
 
 /** A BPF object: opened (parsed, nothing in the kernel yet), then loaded. */

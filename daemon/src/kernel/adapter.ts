@@ -129,7 +129,13 @@ class ObjectAdapter implements KernelObject {
   }
 
   outerMap(name: string): KernelOuterMap {
-    return adoptMap(this.object.map(name), OuterMapAdapter);
+    const outer = adoptMap(this.object.map(name), OuterMapAdapter);
+    const inner = this.object.maps().find((m) => m.name === name)?.inner;
+    const fd = this.object.btfFd();
+    if (inner && fd >= 0 && (inner.btfKeyTypeId !== 0 || inner.btfValueTypeId !== 0)) {
+      outer.innerBtf = { fd, keyTypeId: inner.btfKeyTypeId, valueTypeId: inner.btfValueTypeId };
+    }
+    return outer;
   }
 
   attach(program: string, target: AttachTarget): KernelLink {

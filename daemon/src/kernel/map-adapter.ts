@@ -1,6 +1,6 @@
 // The domain's KernelMap / KernelOuterMap (domain/ports.ts) on a BpfMap.
 import type { EntryPageBuffers, KernelMap, KernelOuterMap, MapShape, MapSpec, UpdateMode } from '../domain/ports';
-import { BpfMap, type BatchLookup } from './map';
+import { BpfMap, type BatchLookup, type MapBtf } from './map';
 import { MapFlag, MapType, mapFlagNames, mapTypeName, type MapFlagName, type MapTypeName } from './constants';
 
 // Types whose kernel implementation has BPF_MAP_UPDATE_BATCH (generic or own);
@@ -133,6 +133,14 @@ export class MapAdapter implements KernelMap {
 }
 
 export class OuterMapAdapter extends MapAdapter implements KernelOuterMap {
+  /**
+   * The BTF types of the inner template, when the object has them: inner
+   * maps are created with them, because some kernels (6.1) compare what they
+   * derive from a map's BTF when a map goes into a slot, and refuse a map
+   * without BTF for a template with it (a bare EINVAL).
+   */
+  innerBtf: MapBtf | null = null;
+
   async setInner(key: Buffer, inner: KernelMap, mode: UpdateMode = 'any'): Promise<void> {
     if (!(inner instanceof MapAdapter)) throw new TypeError('inner: not a map of this kernel layer');
     const value = Buffer.alloc(4);
@@ -174,7 +182,16 @@ export async function createMap(spec: MapSpec): Promise<KernelMap> {
     if (bit === undefined) throw new TypeError(`flags: unknown map flag ${name}`);
     flags |= bit;
   }
-  const map = await BpfMap.create({ type, name: spec.name, keySize: spec.keySize, valueSize: spec.valueSize, maxEntries: spec.maxEntries, flags });
+  const btf = spec.innerOf instanceof OuterMapAdapter ? spec.innerOf.innerBtf : null;
+  const map = await BpfMap.create({
+    type,
+    name: spec.name,
+    keySize: spec.keySize,
+    valueSize: spec.valueSize,
+    maxEntries: spec.maxEntries,
+    flags,
+    ...(btf ? { btf } : {}),
+  });
   try {
     return new MapAdapter(map);
   } catch (err) {

@@ -18,6 +18,15 @@ export interface MapSpec {
   flags?: number;
   /** required for map-in-map types: a map of the inner template's shape */
   innerMap?: BpfMap;
+  /** the BTF key and value types of the map (those of an inner template, for an inner map) */
+  btf?: MapBtf;
+}
+
+/** Where a map's key and value types are described: a loaded BTF object and two type ids in it. */
+export interface MapBtf {
+  fd: number;
+  keyTypeId: number;
+  valueTypeId: number;
 }
 
 export interface MapInfo extends NativeMapInfo {
@@ -72,6 +81,7 @@ export class BpfMap {
       maxEntries: spec.maxEntries,
       flags: spec.flags ?? 0,
       innerMapFd: spec.innerMap?.fd,
+      ...(spec.btf ? { btfFd: spec.btf.fd, btfKeyTypeId: spec.btf.keyTypeId, btfValueTypeId: spec.btf.valueTypeId } : {}),
     };
     // A small map is made in microseconds: a trip through the worker pool
     // (and, on a busy machine, the wait for its thread) costs more.

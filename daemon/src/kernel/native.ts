@@ -26,6 +26,10 @@ export interface NativeMapSpec {
   flags?: number;
   /** fd of an inner map template, for ARRAY_OF_MAPS / HASH_OF_MAPS */
   innerMapFd?: number;
+  /** BTF the map's key and value are described in (with both type ids) */
+  btfFd?: number;
+  btfKeyTypeId?: number;
+  btfValueTypeId?: number;
 }
 
 /** What the kernel reports for a map fd (BPF_OBJ_GET_INFO_BY_FD). */
@@ -169,6 +173,8 @@ export declare class NativeObject {
   programs(): NativeProgramDef[];
   /** the object's BTF, or null when it has none */
   btf(): BtfTable | null;
+  /** After load: the fd of the object's BTF in the kernel (owned by the object), or -1. */
+  btfFd(): number;
   reuseMapFd(mapName: string, fd: number): void;
   setInnerMapFd(mapName: string, fd: number): void;
   setPinPath(mapName: string, path: string | null): void;

@@ -68,6 +68,11 @@ export class BpfObject {
     return this.handle.btf();
   }
 
+  /** After load: the fd of the object's BTF in the kernel, valid until close(); -1 without BTF. */
+  btfFd(): number {
+    return this.handle.btfFd();
+  }
+
   /** Before load: use an existing map (e.g. a pinned outer map) instead of creating one. */
   reuseMap(mapName: string, map: BpfMap): void {
     assertNonEmptyString('mapName', mapName);
