@@ -31,18 +31,30 @@ done
 # msize: bigger 9p messages, far fewer round trips through the emulated virtio
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=262144 hostroot /host ||
   finish "cannot mount the host's root over 9p"
+run=$(arg mimd.run)
+cwd=$(arg mimd.cwd)
+# A checkout under /tmp or /run (CI clones often are) would vanish under the
+# fresh mounts below: keep a view of it and put it back on top of them.
+case "$cwd" in
+  /tmp/* | /run/*)
+    mkdir -p /repo
+    mount -o bind "/host$cwd" /repo || finish "cannot keep a view of $cwd"
+    ;;
+esac
 mount -t proc proc /host/proc
 mount -t sysfs sysfs /host/sys
 mount -t devtmpfs devtmpfs /host/dev
 mount -t tmpfs -o mode=1777 tmpfs /host/tmp
 mount -t tmpfs tmpfs /host/run
+if [ -d /repo ] && [ -n "$(ls -A /repo)" ]; then
+  mkdir -p "/host$cwd"
+  mount -o bind /repo "/host$cwd" || finish "cannot put $cwd back"
+fi
 mount -t bpf bpf /host/sys/fs/bpf || finish "cannot mount bpffs"
 mount -t tracefs tracefs /host/sys/kernel/tracing 2>/dev/null || true
 # the guest's kernel image must not look like the host's: drop the host's /lib/modules
 mount -t tmpfs tmpfs /host/lib/modules 2>/dev/null || true
 
-run=$(arg mimd.run)
-cwd=$(arg mimd.cwd)
 echo "mimd-init: running $run in $cwd"
 # no echo of \r\n conversions or line discipline tricks on the results port
 stty -F /host/dev/ttyS1 raw -echo 2>/dev/null || true

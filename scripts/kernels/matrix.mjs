@@ -66,7 +66,8 @@ async function pool(items, jobs, fn) {
 function checkRepoVisible() {
   // the path goes to the guest on the kernel command line, which splits at spaces
   if (/\s/.test(ROOT)) throw new Error(`the repo path has white space, which the kernel command line cannot carry: ${ROOT}`);
-  for (const hidden of ['/tmp', '/run', '/proc', '/sys', '/dev']) {
+  // (/tmp and /run are mounted afresh too, but guest-init.sh puts a repo under them back.)
+  for (const hidden of ['/proc', '/sys', '/dev']) {
     if (ROOT === hidden || ROOT.startsWith(`${hidden}/`)) {
       throw new Error(`the repo is under ${hidden}, which the guest mounts afresh: it would not see ${ROOT}`);
     }

@@ -50,9 +50,9 @@ const NOBODY = 65534;
 
 const sha256 = (...hexParts: string[]): string => createHash('sha256').update(Buffer.from(hexParts.join(''), 'hex')).digest('hex');
 const tokenSha = (token: string): string => createHash('sha256').update(token, 'utf8').digest('hex');
-/** sha256 of blocklist content as mimd encodes it: every key (IPv4, network order), then every value (one byte), in request order. */
+/** sha256 of blocklist content as mimd encodes it: each key (IPv4, network order) then its value (one byte), in request order. */
 const blocklistDigest = (entries: [string, number][]): string =>
-  sha256(...entries.map(([key]) => firewallBytes.source(key)), ...entries.map(([, value]) => value.toString(16).padStart(2, '0')));
+  sha256(...entries.flatMap(([key, value]) => [firewallBytes.source(key), value.toString(16).padStart(2, '0')]));
 const blocklistBody = (entries: [string, number][]): { entries: { key: string; value: number }[] } => ({
   entries: entries.map(([key, value]) => ({ key, value })),
 });
