@@ -24,6 +24,10 @@ import { buildRows, formatTable, writeResults } from './report.mjs';
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const outIndex = args.indexOf('--out');
+if ((outIndex >= 0 && !args[outIndex + 1]) || args.some((a, i) => a.startsWith('-') && a !== '--quick' && a !== '--out' && i !== outIndex + 1)) {
+  process.stderr.write('usage: node scripts/bench/run.mjs [--quick] [--out DIR]\n');
+  process.exit(64);
+}
 const outDir = outIndex >= 0 ? path.resolve(args[outIndex + 1]) : path.join(ROOT, 'bench-results');
 const SIZES = quick ? [1_000, 10_000, 100_000] : [1_000, 10_000, 100_000, 1_000_000];
 const STORM_SECONDS = quick ? 4 : 8;
