@@ -24,7 +24,7 @@ import { buildRows, formatTable, writeResults } from './report.mjs';
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const outIndex = args.indexOf('--out');
-if ((outIndex >= 0 && !args[outIndex + 1]) || args.some((a, i) => a.startsWith('-') && a !== '--quick' && a !== '--out' && i !== outIndex + 1)) {
+if ((outIndex >= 0 && !args[outIndex + 1]) || args.some((a, i) => a !== '--quick' && a !== '--out' && (outIndex < 0 || i !== outIndex + 1))) {
   process.stderr.write('usage: node scripts/bench/run.mjs [--quick] [--out DIR]\n');
   process.exit(64);
 }
