@@ -27,6 +27,10 @@ export function buildRows(r) {
   add('floor', 'create + 100 entries + swap p50', fmtMs(floor.put100P50Us / 1000));
   add('floor', '64-slot batch swap p50', fmtMs(floor.batch64P50Us / 1000), timeVs(floor.batch64P50Us / 1000, floorSwapMs, 'swap'));
   for (const n of r.sizes) add('floor', `fill ${SIZES_LABEL(n)}`, `${fmtMs(floor.fillUs[n] / 1000)}, ${fmt(floor.fillUs[n] / n, 3)} µs/entry, ${fmt(floorRate(n) / 1e6)} M/s`);
+  if (r.floorEnd) {
+    const n = r.sizes.at(-1);
+    add('floor', 'run again at the end (drift of the machine)', `swap p50 ${fmtMs(r.floorEnd.swapP50Us / 1000)}, fill ${SIZES_LABEL(n)} ${fmtMs(r.floorEnd.fillUs[n] / 1000)}`);
+  }
   // The kernel's own growth, to read mimd's linearity rows against.
   const floorMarginals = marginalsOf(r.sizes, r.sizes.map((n) => ({ ms: floor.fillUs[n] / 1000 })));
   if (floorMarginals.length >= 2) {

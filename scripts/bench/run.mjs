@@ -4,9 +4,11 @@
 // bpf/bench.bpf.o; prints each figure with its ratio to the floor and the
 // issue's target, and writes all figures to bench-results/bench-<time>.json.
 //
-//   node scripts/bench/run.mjs [--quick] [--out DIR]
+//   node scripts/bench/run.mjs [--quick] [--profile] [--out DIR]
 //
 // --quick leaves out the 1M-entry sizes and shortens the storm (development).
+// --profile runs the main daemon under node --cpu-prof and keeps the profiles
+// (one per thread) in DIR/profile-<time>/ (open them in Chrome DevTools).
 // Needs root, bpffs, a built daemon (dist/) and bpf/bench.bpf.o: `npm run
 // bench` runs scripts/setup.mjs first. Exits 0 whether targets are met or not;
 // non-zero only when the bench itself broke.
@@ -23,7 +25,13 @@ import { buildRows, formatTable, writeResults } from './report.mjs';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
+const profile = args.includes('--profile');
 const outIndex = args.indexOf('--out');
+const known = new Set(['--quick', '--profile', '--out']);
+if ((outIndex >= 0 && !args[outIndex + 1]) || args.some((a, i) => !known.has(a) && (outIndex < 0 || i !== outIndex + 1))) {
+  process.stderr.write('usage: node scripts/bench/run.mjs [--quick] [--profile] [--out DIR]\n');
+  process.exit(64);
+}
 const outDir = outIndex >= 0 ? path.resolve(args[outIndex + 1]) : path.join(ROOT, 'bench-results');
 const SIZES = quick ? [1_000, 10_000, 100_000] : [1_000, 10_000, 100_000, 1_000_000];
 const STORM_SECONDS = quick ? 4 : 8;
@@ -75,6 +83,8 @@ for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
 const results = {
   startedAt: new Date().toISOString(),
   quick,
+  // under --profile the main daemon's figures carry the profiler's overhead
+  profiled: profile,
   sizes: SIZES,
   machine: {
     kernel: os.release(),
@@ -122,7 +132,9 @@ async function main() {
   results.bpftool = bpftoolJobs();
 
   say('mimd: starting the daemon');
-  const daemon = new Daemon({ tmpDir, logDir, pinRoot: pins.main, name: 'main' });
+  const profileDir = profile ? path.join(outDir, `profile-${results.startedAt.replace(/[:.]/g, '-')}`) : null;
+  const nodeArgs = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
+  const daemon = new Daemon({ tmpDir, logDir, pinRoot: pins.main, name: 'main', nodeArgs });
   results.mimdConfig = daemon.config(); // the override, merged by mimd over config/default.yaml
   await daemon.start();
   const mimd = (results.mimd = { fills: [] });
@@ -168,6 +180,7 @@ async function main() {
   } finally {
     await daemon.stop();
   }
+  if (profileDir) say(`CPU profiles of the main daemon: ${profileDir}`);
 
   mimd.memory = await memoryJobs(SIZES.at(-1));
 
@@ -259,7 +272,7 @@ if (results.floor) {
   // Whether the daemon took streamed uploads (NDJSON, binary) at all, or answered 415.
   results.streaming = (results.mimd?.fills ?? []).some((f) => f.format !== 'json' && !f.error);
   const rows = buildRows(results);
-  process.stdout.write(`\nmimd bench ${results.startedAt} on ${results.machine.cpus} CPUs, kernel ${results.machine.kernel}, node ${results.machine.node}, rcu_expedited ${results.machine.rcuExpedited ?? '?'}; load average before ${results.machine.loadavgBefore.map((x) => x.toFixed(2)).join(' ')}, after ${(results.machine.loadavgAfter ?? []).map((x) => x.toFixed(2)).join(' ')}; CPU pressure (some, avg60) ${results.machine.cpuPressureBefore ?? '?'}% before, ${results.machine.cpuPressureAfter ?? '?'}% after; streamed uploads ${results.streaming ? 'taken' : 'NOT taken'}\n\n`);
+  process.stdout.write(`\nmimd bench ${results.startedAt} on ${results.machine.cpus} CPUs, kernel ${results.machine.kernel}, node ${results.machine.node}, rcu_expedited ${results.machine.rcuExpedited ?? '?'}; load average before ${results.machine.loadavgBefore.map((x) => x.toFixed(2)).join(' ')}, after ${(results.machine.loadavgAfter ?? []).map((x) => x.toFixed(2)).join(' ')}; CPU pressure (some, avg60) ${results.machine.cpuPressureBefore ?? '?'}% before, ${results.machine.cpuPressureAfter ?? '?'}% after; streamed uploads ${results.streaming ? 'taken' : 'NOT taken'}${profile ? '; PROFILED (slower)' : ''}\n\n`);
   process.stdout.write(formatTable(rows) + '\n\n');
   say(`results: ${writeResults(outDir, results, rows)}`);
 }
