@@ -423,33 +423,27 @@ Napi::Value BpfMap::Lookup(const Napi::CallbackInfo& info) {
   return value;
 }
 
-Napi::Value BpfMap::Update(const Napi::CallbackInfo& info) {
+BpfMap::UpdateArgs BpfMap::ReadUpdateArgs(const Napi::CallbackInfo& info) const {
   Napi::Env env = info.Env();
-  int fd = OpenFd(env);
-  Napi::Buffer<uint8_t> key = GetBuffer(env, info[0], "key");
-  Napi::Buffer<uint8_t> value = GetBuffer(env, info[1], "value");
-  uint32_t flags = GetUint32(env, info[2], "flags");
-  CheckKey(env, key, "key");
-  if (value.Length() != user_value_size_) {
+  UpdateArgs args{OpenFd(env), GetBuffer(env, info[0], "key"), GetBuffer(env, info[1], "value"), GetUint32(env, info[2], "flags")};
+  CheckKey(env, args.key, "key");
+  if (args.value.Length() != user_value_size_) {
     throw Napi::TypeError::New(env, "value: expected " + std::to_string(user_value_size_) + " bytes, got " +
-                                        std::to_string(value.Length()));
+                                        std::to_string(args.value.Length()));
   }
-  return (new UpdateWorker(env, fd, key, value, flags))->Start();
+  return args;
+}
+
+Napi::Value BpfMap::Update(const Napi::CallbackInfo& info) {
+  UpdateArgs args = ReadUpdateArgs(info);
+  return (new UpdateWorker(info.Env(), args.fd, args.key, args.value, args.flags))->Start();
 }
 
 // One element of a map that is not an outer map, on the calling thread.
 Napi::Value BpfMap::UpdateSync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  int fd = OpenFd(env);
-  Napi::Buffer<uint8_t> key = GetBuffer(env, info[0], "key");
-  Napi::Buffer<uint8_t> value = GetBuffer(env, info[1], "value");
-  uint32_t flags = GetUint32(env, info[2], "flags");
-  CheckKey(env, key, "key");
-  if (value.Length() != user_value_size_) {
-    throw Napi::TypeError::New(env, "value: expected " + std::to_string(user_value_size_) + " bytes, got " +
-                                        std::to_string(value.Length()));
-  }
-  int ret = bpf_map_update_elem(fd, key.Data(), value.Data(), flags);
+  UpdateArgs args = ReadUpdateArgs(info);
+  int ret = bpf_map_update_elem(args.fd, args.key.Data(), args.value.Data(), args.flags);
   if (ret < 0) ThrowErrno(env, ErrFromRet(ret), "bpf_map_update_elem");
   return env.Undefined();
 }
@@ -481,17 +475,20 @@ Napi::Value BpfMap::NextKey(const Napi::CallbackInfo& info) {
   return next;
 }
 
-Napi::Value BpfMap::UpdateBatch(const Napi::CallbackInfo& info) {
+BpfMap::BatchArgs BpfMap::ReadBatchArgs(const Napi::CallbackInfo& info) const {
   Napi::Env env = info.Env();
-  int fd = OpenFd(env);
-  Napi::Buffer<uint8_t> keys = GetBuffer(env, info[0], "keys");
-  Napi::Buffer<uint8_t> values = GetBuffer(env, info[1], "values");
-  uint32_t count = GetUint32(env, info[2], "count");
-  uint32_t flags = GetUint32(env, info[3], "flags");
-  if (keys.Length() < static_cast<size_t>(count) * key_size_ || values.Length() < static_cast<size_t>(count) * user_value_size_) {
+  BatchArgs args{OpenFd(env), GetBuffer(env, info[0], "keys"), GetBuffer(env, info[1], "values"), GetUint32(env, info[2], "count"),
+                 GetUint32(env, info[3], "flags")};
+  if (args.keys.Length() < static_cast<size_t>(args.count) * key_size_ ||
+      args.values.Length() < static_cast<size_t>(args.count) * user_value_size_) {
     throw Napi::TypeError::New(env, "keys/values: shorter than count entries");
   }
-  return (new UpdateBatchWorker(env, fd, keys, values, count, flags))->Start();
+  return args;
+}
+
+Napi::Value BpfMap::UpdateBatch(const Napi::CallbackInfo& info) {
+  BatchArgs args = ReadBatchArgs(info);
+  return (new UpdateBatchWorker(info.Env(), args.fd, args.keys, args.values, args.count, args.flags))->Start();
 }
 
 // A small batch into a map that is not an outer map, on the calling thread
@@ -499,18 +496,12 @@ Napi::Value BpfMap::UpdateBatch(const Napi::CallbackInfo& info) {
 // `processed` like UpdateBatch's.
 Napi::Value BpfMap::UpdateBatchSync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  int fd = OpenFd(env);
-  Napi::Buffer<uint8_t> keys = GetBuffer(env, info[0], "keys");
-  Napi::Buffer<uint8_t> values = GetBuffer(env, info[1], "values");
-  uint32_t count = GetUint32(env, info[2], "count");
-  uint32_t flags = GetUint32(env, info[3], "flags");
-  if (keys.Length() < static_cast<size_t>(count) * key_size_ || values.Length() < static_cast<size_t>(count) * user_value_size_) {
-    throw Napi::TypeError::New(env, "keys/values: shorter than count entries");
-  }
+  BatchArgs args = ReadBatchArgs(info);
+  const uint32_t count = args.count;
   LIBBPF_OPTS(bpf_map_batch_opts, opts);
-  opts.elem_flags = flags;
+  opts.elem_flags = args.flags;
   __u32 done = count;
-  int ret = bpf_map_update_batch(fd, keys.Data(), values.Data(), &done, &opts);
+  int ret = bpf_map_update_batch(args.fd, args.keys.Data(), args.values.Data(), &done, &opts);
   if (ret < 0) {
     uint32_t processed = done >= count ? 0 : done;  // as in UpdateBatchWorker
     Napi::Error error = MakeError(env, ErrFromRet(ret), "bpf_map_update_batch",

@@ -42,6 +42,21 @@ class BpfMap : public Napi::ObjectWrap<BpfMap> {
   int OpenFd(Napi::Env env) const;
   void CheckKey(Napi::Env env, const Napi::Buffer<uint8_t>& key, const char* field) const;
 
+  // The arguments of update (key, value, flags) and of a batch update (keys,
+  // values, count, flags), checked against the map's sizes.
+  struct UpdateArgs {
+    int fd;
+    Napi::Buffer<uint8_t> key, value;
+    uint32_t flags;
+  };
+  struct BatchArgs {
+    int fd;
+    Napi::Buffer<uint8_t> keys, values;
+    uint32_t count, flags;
+  };
+  UpdateArgs ReadUpdateArgs(const Napi::CallbackInfo& info) const;
+  BatchArgs ReadBatchArgs(const Napi::CallbackInfo& info) const;
+
   int fd_ = -1;
   uint32_t type_ = 0;
   uint32_t key_size_ = 0;

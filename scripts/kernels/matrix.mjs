@@ -44,7 +44,8 @@ function run(cmd, args) {
     let out = '';
     child.stdout.on('data', (d) => (out += d));
     child.on('error', (err) => resolve({ code: -1, out: String(err) }));
-    child.on('exit', (code) => resolve({ code: code ?? -1, out: out.trim() }));
+    // 'close', not 'exit': the process may exit before its stdout is read to the end.
+    child.on('close', (code) => resolve({ code: code ?? -1, out: out.trim() }));
   });
 }
 

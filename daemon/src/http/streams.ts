@@ -124,7 +124,21 @@ export function dumpFormat(request: FastifyRequest): DumpFormat | null {
   return null;
 }
 
-/** Reading on after an error would only fill the map that was just thrown away: close instead. */
-export function closeIfUnread(body: unknown, reply: { header(name: string, value: string): unknown }): void {
-  if (body instanceof StreamBody && !body.consumed) reply.header('connection', 'close');
+/**
+ * Builds a version from the request body (PUT, stage). After an error, an
+ * upload not read to its end gets its connection closed: reading on would
+ * only fill the map that was just thrown away.
+ */
+export async function fromUpload<T>(
+  body: unknown,
+  query: UploadQuery,
+  reply: { header(name: string, value: string): unknown },
+  build: (input: VersionInput) => Promise<T>,
+): Promise<T> {
+  try {
+    return await build(versionInput(body, query));
+  } catch (err) {
+    if (body instanceof StreamBody && !body.consumed) reply.header('connection', 'close');
+    throw err;
+  }
 }

@@ -6,7 +6,7 @@ import { etag, parseIfMatch } from '../if-match';
 import { MapParams, SlotParams, errorResponses } from '../schemas/common';
 import { ClearResult, RollbackBody, SlotDetail, SlotList, SwapResult } from '../schemas/slots';
 import { UploadQuery, VERSION_MEDIA_TYPES, VersionBody } from '../schemas/versions';
-import { closeIfUnread, versionInput } from '../streams';
+import { fromUpload } from '../streams';
 
 const slotsRoutes: FastifyPluginAsyncTypebox<ApiOptions> = async (app, { slots }) => {
   app.get(
@@ -40,15 +40,11 @@ const slotsRoutes: FastifyPluginAsyncTypebox<ApiOptions> = async (app, { slots }
     },
     async (request, reply) => {
       const { object, map, slot } = request.params;
-      try {
-        const expect = parseIfMatch(request.headers['if-match']);
-        const result = await slots.putSlot(object, map, slot, versionInput(request.body, request.query), expect);
-        reply.code(result.created ? 201 : 200).header('etag', etag(result.version));
-        return result;
-      } catch (err) {
-        closeIfUnread(request.body, reply);
-        throw err;
-      }
+      const result = await fromUpload(request.body, request.query, reply, (input) =>
+        slots.putSlot(object, map, slot, input, parseIfMatch(request.headers['if-match'])),
+      );
+      reply.code(result.created ? 201 : 200).header('etag', etag(result.version));
+      return result;
     },
   );
 

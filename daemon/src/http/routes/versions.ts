@@ -6,7 +6,7 @@ import { etag, parseIfMatch } from '../if-match';
 import { SlotParams, VersionParams, errorResponses } from '../schemas/common';
 import { SwapResult } from '../schemas/slots';
 import { UploadQuery, VERSION_MEDIA_TYPES, VersionBody, VersionList, VersionView } from '../schemas/versions';
-import { closeIfUnread, versionInput } from '../streams';
+import { fromUpload } from '../streams';
 
 const versionsRoutes: FastifyPluginAsyncTypebox<ApiOptions> = async (app, { slots }) => {
   app.post(
@@ -23,15 +23,10 @@ const versionsRoutes: FastifyPluginAsyncTypebox<ApiOptions> = async (app, { slot
     },
     async (request, reply) => {
       const { object, map, slot } = request.params;
-      try {
-        const staged = await slots.stageVersion(object, map, slot, versionInput(request.body, request.query));
-        // No ETag: staging does not tell which version is active.
-        reply.code(201);
-        return staged;
-      } catch (err) {
-        closeIfUnread(request.body, reply);
-        throw err;
-      }
+      const staged = await fromUpload(request.body, request.query, reply, (input) => slots.stageVersion(object, map, slot, input));
+      // No ETag: staging does not tell which version is active.
+      reply.code(201);
+      return staged;
     },
   );
 
