@@ -14,7 +14,8 @@ import {
   type ReplaceGuardedMap,
 } from '../../daemon/src/domain/kernel-features';
 import { SwapQueue } from '../../daemon/src/domain/swap-queue';
-import type { KernelMap, KernelOuterMap, MapShape } from '../../daemon/src/domain/ports';
+import type { KernelMap, KernelOuterMap } from '../../daemon/src/domain/ports';
+import { IdentityMap } from '../helpers/fake-maps';
 import { ConfigError, loadConfig } from '../../daemon/src/config/load';
 
 t.test('strategy: batch only where a batch costs one wait (or waits are too short to tell)', async (t) => {
@@ -38,24 +39,7 @@ t.test('timing verdict: the README table\'s kernels, 8-slot batches', async (t) 
   t.equal(waitVerdict(0.3, 12, 8).value, false, 'cheap single updates but a batch that costs one wait each');
 });
 
-const notUsed = (what: string) => (): never => {
-  throw new Error(`must not call ${what}`);
-};
-
-class FakeInner implements KernelMap {
-  readonly keySize = 4;
-  readonly valueSize = 1;
-  constructor(readonly id: number) {}
-  lookup = notUsed('lookup');
-  update = notUsed('update');
-  delete = notUsed('delete');
-  nextKey = notUsed('nextKey');
-  definition = notUsed('definition') as () => MapShape;
-  writeEntries = notUsed('writeEntries');
-  readAll = notUsed('readAll');
-  pin = notUsed('pin');
-  close = notUsed('close');
-}
+const FakeInner = IdentityMap;
 
 /** An outer map whose slots are a Map; records kernel calls. */
 class FakeOuter extends FakeInner implements KernelOuterMap {

@@ -6,6 +6,7 @@
 import t from 'tap';
 import { SwapQueue, type SwapOutcome, type SwapQueueOptions } from '../../daemon/src/domain/swap-queue';
 import type { KernelMap, KernelOuterMap, MapShape } from '../../daemon/src/domain/ports';
+import { IdentityMap, notUsed } from '../helpers/fake-maps';
 
 // The last overload of t.test takes only the callback.
 type Test = Parameters<Parameters<typeof t.test>[0]>[0];
@@ -53,25 +54,9 @@ function u32(value: number): Buffer {
   return b;
 }
 
-const notUsed = (what: string) => (): never => {
-  throw new Error(`the swap queue must not call ${what}`);
-};
-
 /** An inner map: only its identity matters to the queue. */
-class FakeInner implements KernelMap {
-  readonly keySize = 4;
-  readonly valueSize = 1;
-  constructor(readonly id: number) {}
-  lookup = notUsed('lookup on an inner map');
-  update = notUsed('update on an inner map');
-  delete = notUsed('delete on an inner map');
-  nextKey = notUsed('nextKey on an inner map');
-  definition = notUsed('definition on an inner map') as () => MapShape;
-  writeEntries = notUsed('writeEntries on an inner map');
-  readAll = notUsed('readAll on an inner map');
-  pin = notUsed('pin on an inner map');
-  close = notUsed('close on an inner map');
-}
+const FakeInner = IdentityMap;
+type FakeInner = IdentityMap;
 
 /**
  * An outer map whose slots are a Map, applying a batch in order and stopping

@@ -118,8 +118,16 @@ class ChunkBuilder {
   }
 }
 
-/** Keys and values of a chunk as records (key then value per entry), in `scratch`. */
-function interleave(chunk: EntryChunk, shape: { keySize: number; valueSize: number }, scratch: Buffer): Buffer {
+/**
+ * Packed keys and values as binary records (key then value per entry), in
+ * `scratch` (a new buffer when not given): the form digests are taken over,
+ * and the form of binary uploads and dumps.
+ */
+export function interleave(
+  chunk: { keys: Buffer; values: Buffer; count: number },
+  shape: { keySize: number; valueSize: number },
+  scratch: Buffer = Buffer.allocUnsafe(chunk.count * (shape.keySize + shape.valueSize)),
+): Buffer {
   const { keySize, valueSize } = shape;
   const record = keySize + valueSize;
   for (let i = 0; i < chunk.count; i++) {
@@ -131,9 +139,7 @@ function interleave(chunk: EntryChunk, shape: { keySize: number; valueSize: numb
 
 /** sha256 of entries in binary record form (see the top of this file). */
 export function entriesDigest(keys: Buffer, values: Buffer, count: number, shape: { keySize: number; valueSize: number }): string {
-  return createHash('sha256')
-    .update(interleave({ keys, values, count, first: 0 }, shape, Buffer.allocUnsafe(count * (shape.keySize + shape.valueSize))))
-    .digest('hex');
+  return createHash('sha256').update(interleave({ keys, values, count }, shape)).digest('hex');
 }
 
 /** Chunks of entries already encoded in memory (a JSON body, checked whole before the kernel is touched). */

@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import type { InnerMapDefinition, KernelMap, KernelOuterMap, MapStore } from './ports';
 import type { DumpFormat, Entry, EntryJson, EntryPage, InnerTemplateView, Labels, OuterMapView, VersionUpload } from './slots-api';
 import { slotFromUrl, type EntryCodec } from './codec';
-import { binaryContent, encodedContent, entriesDigest, ndjsonContent, type ChunkShape, type VersionContent } from './entry-stream';
+import { binaryContent, encodedContent, entriesDigest, interleave, ndjsonContent, type ChunkShape, type VersionContent } from './entry-stream';
 import { fillInnerMap } from './fill';
 import type { MapCodecs } from './map-codecs';
 import { Slot, type Version } from './slot';
@@ -22,16 +22,6 @@ export const CHUNK_ENTRIES = 4096;
 
 /** Entries per batch lookup of a dump. */
 const DUMP_PAGE_ENTRIES = 4096;
-
-function interleaveRecords(keys: Buffer, values: Buffer, count: number, keySize: number, valueSize: number): Buffer {
-  const record = keySize + valueSize;
-  const out = Buffer.allocUnsafe(count * record);
-  for (let i = 0; i < count; i++) {
-    keys.copy(out, i * record, i * keySize, (i + 1) * keySize);
-    values.copy(out, i * record + keySize, i * valueSize, (i + 1) * valueSize);
-  }
-  return out;
-}
 
 export interface OuterMapOptions {
   object: string;
@@ -170,7 +160,7 @@ export class OuterMap {
 
   /** Checks a PUT/stage body against the template and encodes it; touches nothing. */
   encode(body: { entries: Entry[]; labels?: Labels; maxEntries?: number }): VersionContent {
-    const maxEntries = this.checkedMaxEntries(body.maxEntries, 'maxEntries');
+    const maxEntries = this.checkedMaxEntries(body.maxEntries);
     const { entries } = body;
     if (entries.length > maxEntries) {
       throw templateViolation('entries', `${entries.length} entries exceed maxEntries ${maxEntries} of ${this.ref}'s inner map`);
@@ -199,7 +189,7 @@ export class OuterMap {
    * the fill reads it. Touches nothing until the fill runs.
    */
   streamContent(upload: VersionUpload): VersionContent {
-    const maxEntries = this.checkedMaxEntries(upload.maxEntries, 'maxEntries');
+    const maxEntries = this.checkedMaxEntries(upload.maxEntries);
     const shape: ChunkShape = {
       keySize: this.entryCodec.key.size,
       valueSize: this.entryCodec.value.size,
@@ -212,11 +202,12 @@ export class OuterMap {
     return upload.format === 'ndjson' ? ndjsonContent(upload.body, this.entryCodec, shape, labels) : binaryContent(upload.body, shape, labels);
   }
 
-  private checkedMaxEntries(requested: number | undefined, field: string): number {
+  /** The inner map's size: the template's, or the one asked for where the template allows another. */
+  private checkedMaxEntries(requested: number | undefined): number {
     const maxEntries = requested ?? this.template.maxEntries;
     if (requested !== undefined && requested !== this.template.maxEntries && !this.resizable) {
       throw templateViolation(
-        field,
+        'maxEntries',
         `the inner template of ${this.ref} is an ${this.template.type} without BPF_F_INNER_MAP: ` +
           `its maxEntries must stay ${this.template.maxEntries}, got ${requested}`,
       );
@@ -407,7 +398,7 @@ export class OuterMap {
     const { key: keyCodec, value: valueCodec } = this.entryCodec;
     for await (const page of map.readAll(DUMP_PAGE_ENTRIES)) {
       if (format === 'binary') {
-        yield interleaveRecords(page.keys, page.values, page.count, keyCodec.size, map.valueSize);
+        yield interleave(page, { keySize: keyCodec.size, valueSize: map.valueSize });
         continue;
       }
       const lines: string[] = [];
