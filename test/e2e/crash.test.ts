@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import { randomInt } from 'node:crypto';
 import { netnsLink, netnsSender, peerSource, pinDir, stateDir, udpSink } from '../helpers/sandbox';
 import {
-  bpftoolBatch,
+  bpftoolEach,
   emptyPinDirs,
   ensureBuilt,
   firewallBytes,
@@ -342,9 +342,9 @@ t.test('SIGKILL at every crash point, while idle and in bursts: restarts find a 
       'no empty slot directory left behind',
     );
 
-    // The kernel: one bpftool run reads every pinned version, both outer maps and the link.
+    // The kernel: bpftool reads every pinned version, both outer maps and the link.
     const versions = [...slots.values()].flatMap((s) => s.versions.filter((v) => fs.existsSync(pinOf(s, v))).map((v) => ({ s, v })));
-    const outputs = bpftoolBatch([
+    const outputs = bpftoolEach([
       ...versions.flatMap(({ s, v }) => [
         ['map', 'show', 'pinned', pinOf(s, v)],
         ['map', 'dump', 'pinned', pinOf(s, v)],

@@ -464,23 +464,19 @@ export function kernelSlots(outerMapId: number): Record<string, number> {
 
 /** kernelSlots of many outer maps at once: map id -> slots. */
 export function kernelSlotsOf(outerMapIds: number[]): Record<number, Record<string, number>> {
-  const dumps = bpftoolBatch(outerMapIds.map((id) => ['map', 'dump', 'id', String(id)]));
+  const dumps = bpftoolEach(outerMapIds.map((id) => ['map', 'dump', 'id', String(id)]));
   return Object.fromEntries(outerMapIds.map((id, i) => [id, slotsOf(dumps[i] as { key: string[]; value: string[] }[] | null)]));
 }
 
 /**
- * Several bpftool commands in one process (`bpftool -j batch file -`), for
- * when a test reads many maps: one output per command, in order.
+ * Several bpftool commands, one process each: one output per command, in
+ * order. Not `bpftool batch`: Debian's bpftool 7.1.0+6.1.176-1 ends a batch
+ * that dumps an inner map with BTF with "reading batch file failed: Bad file
+ * descriptor" and exit 255, after printing every output. A bpftool process
+ * costs about 2 ms, so a test reading many maps stays fast without it.
  */
-export function bpftoolBatch(commands: string[][]): unknown[] {
-  if (commands.length === 0) return [];
-  const out = execFileSync('bpftool', ['-j', 'batch', 'file', '-'], {
-    encoding: 'utf8',
-    input: commands.map((c) => `${c.join(' ')}\n`).join(''),
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  const results = JSON.parse(out) as { command: string[]; output: unknown }[];
-  return results.map((r) => r.output);
+export function bpftoolEach(commands: string[][]): unknown[] {
+  return commands.map((command) => bpftool(...command));
 }
 
 function entriesOf(dump: { key: string[]; value: string[] }[] | null): Record<string, string> {
@@ -496,7 +492,7 @@ export function kernelEntries(mapId: number): Record<string, string> {
 
 /** kernelEntries of many maps at once: map id -> entries. */
 export function kernelEntriesOf(mapIds: number[]): Record<number, Record<string, string>> {
-  const dumps = bpftoolBatch(mapIds.map((id) => ['map', 'dump', 'id', String(id)]));
+  const dumps = bpftoolEach(mapIds.map((id) => ['map', 'dump', 'id', String(id)]));
   return Object.fromEntries(mapIds.map((id, i) => [id, entriesOf(dumps[i] as { key: string[]; value: string[] }[] | null)]));
 }
 
@@ -560,7 +556,7 @@ export async function stillInKernel(ids: Partial<Record<BpfKind, Iterable<number
   const kinds = (Object.keys(ids) as BpfKind[]).filter((k) => [...ids[k]!].length > 0);
   const wanted = Object.fromEntries(kinds.map((k) => [k, [...new Set(ids[k])]])) as Record<BpfKind, number[]>;
   for (const deadline = Date.now() + timeoutMs; ; await sleep(25)) {
-    const lists = bpftoolBatch(kinds.map((k) => [k, 'show'])) as ({ id: number }[] | null)[];
+    const lists = bpftoolEach(kinds.map((k) => [k, 'show'])) as ({ id: number }[] | null)[];
     const left: Partial<Record<BpfKind, number[]>> = {};
     kinds.forEach((k, i) => {
       const present = new Set((lists[i] ?? []).map((o) => o.id));
@@ -776,12 +772,12 @@ export interface FirewallKernelView {
 
 /**
  * Everything the example firewall's outer maps hold under `pinRoot`, read
- * with bpftool (two processes): to check that a refused request changed
+ * with bpftool: to check that a refused request changed
  * nothing, without asking the daemon.
  */
 export function firewallKernelView(pinRoot: string): FirewallKernelView {
   const pin = (map: string): string => path.join(pinRoot, 'firewall', 'maps', map);
-  const [blocklist, policy] = bpftoolBatch([
+  const [blocklist, policy] = bpftoolEach([
     ['map', 'dump', 'pinned', pin('blocklist')],
     ['map', 'dump', 'pinned', pin('policy')],
   ]).map((dump) => slotsOf(dump as { key: string[]; value: string[] }[] | null)) as [Record<string, number>, Record<string, number>];
