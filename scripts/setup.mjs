@@ -18,6 +18,7 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -181,6 +182,43 @@ function installPackages(missing) {
   }
 }
 
+// a2. the versions the tests rest on -------------------------------------------
+
+/**
+ * Packages whose version has decided a test's result before (a bpftool update
+ * once failed 34 tests) or whose behaviour the tests witness: printed first in
+ * every test log, so that a failure can be tied to a version.
+ */
+const VERSIONED = ['bpftool', 'clang', 'libbpf-dev', 'libbpf1', 'iproute2', 'podman', 'runc', 'debootstrap', 'systemd', 'qemu-system-x86'];
+
+/** One line per tool: the kernel, Node.js, and the Debian packages above that this mode installs. */
+function printVersions(forTests, forKernels) {
+  const wanted = new Set(DEBIAN_PACKAGES.filter((p) => (forTests || !p.tests) && (forKernels || !p.kernels)).map((p) => p.name));
+  wanted.add('libbpf1'); // the shared library the addon loads, not a package we name
+  const names = VERSIONED.filter((name) => wanted.has(name));
+  const r = spawnSync('dpkg-query', ['-W', '-f=${Package} ${Version}\n', ...names], { encoding: 'utf8' });
+  const version = new Map((r.stdout ?? '').split('\n').filter(Boolean).map((line) => line.split(' ')));
+  let rcu = '?';
+  try {
+    rcu = fs.readFileSync('/sys/kernel/rcu_expedited', 'utf8').trim();
+  } catch {}
+  const lines = [
+    `kernel ${os.release()} ${os.machine()} (rcu_expedited ${rcu}: 1 makes every swap's grace period short)`,
+    `node ${process.version}`,
+  ];
+  for (const name of names) {
+    let line = `${name} ${version.get(name) ?? 'not installed'}`;
+    // bpftool carries its own copy of libbpf, which need not be libbpf1's
+    if (name === 'bpftool' && version.has(name)) {
+      const v = spawnSync('bpftool', ['version'], { encoding: 'utf8' });
+      if (v.status === 0) line += ` (${v.stdout.trim().split('\n').slice(0, 2).join(', ')})`;
+    }
+    lines.push(line);
+  }
+  say('versions of what the tests rest on:');
+  for (const line of lines) process.stderr.write(`  ${line}\n`);
+}
+
 // b. kernel filesystems -------------------------------------------------------
 
 /** The mounts in KERNEL_MOUNTS that are absent or read-only, each with the command that fixes it. */
@@ -326,6 +364,7 @@ function main(argv) {
   const force = argv.includes('--force-build');
 
   step('system', () => ensureSystem(forTests, forKernels));
+  if (forTests || forKernels) step('versions', () => printVersions(forTests, forKernels));
   const depsChanged = step('npm ci', ensureNodeModules);
   // new node-addon-api headers or a new tsc/@types may change the build output
   step('addon', () => (force || depsChanged || addonIsStale()) && buildAddon());

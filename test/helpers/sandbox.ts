@@ -19,12 +19,15 @@ interface Teardown {
   teardown(fn: () => void | Promise<void>): void;
 }
 
-let counter = 0;
-
-/** A short name unique to this process and call: interface names have at most 15 characters. */
+/**
+ * A short name (interface names have at most 15 characters), random enough
+ * that a leftover of an earlier run cannot collide with it: pids repeat from
+ * boot to boot on identical machines, so a pid-based name did not suffice.
+ * Prefixes are at most 6 characters, leaving 36 random bits.
+ */
 export function uniqueName(prefix: string): string {
-  counter += 1;
-  return `${prefix}${process.pid.toString(36)}${counter.toString(36)}${randomBytes(1).toString('hex')}`.slice(0, 15);
+  if (prefix.length > 6) throw new Error(`uniqueName: prefix "${prefix}" is longer than 6 characters`);
+  return `${prefix}${randomBytes(5).toString('hex')}`.slice(0, 15);
 }
 
 /** A fresh directory under /sys/fs/bpf, removed with everything pinned in it. */
