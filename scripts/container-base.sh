@@ -10,7 +10,7 @@
 # of the official Node images, so the Dockerfile needs no change for it:
 #   - Debian bookworm, debootstrap's minbase variant, from the mirror and
 #     suites this machine's apt uses (bookworm, -updates, -security);
-#   - this machine's Node.js (`command -v node`, which must be a 20.x), its npm
+#   - this machine's Node.js (`command -v node`, 20, 22 or 24), its npm
 #     and its headers under /usr/local, as the official images have them;
 #   - this machine's CA bundle as NODE_EXTRA_CA_CERTS, so that npm inside the
 #     build trusts what npm on this machine trusts (a TLS-inspecting proxy in
@@ -51,7 +51,10 @@ done
 # ---- this machine's Node.js --------------------------------------------------
 node_bin=$(readlink -f "$(command -v node)") || die "node not found"
 node_version=$("$node_bin" -p process.versions.node)
-case $node_version in 20.*) ;; *) die "node $node_version at $node_bin: the stand-in is for node:20 images" ;; esac
+# The Dockerfile's default base is node:20; the stand-in carries the machine's
+# Node.js, which may be any release mimd supports (20, 22, 24), so that a
+# machine that moved to a newer Node still tests the image.
+case $node_version in 20.* | 22.* | 24.*) ;; *) die "node $node_version at $node_bin: mimd supports Node.js 20, 22 and 24" ;; esac
 node_prefix=$(dirname "$(dirname "$node_bin")")
 npm_dir=$node_prefix/lib/node_modules/npm
 headers=$node_prefix/include/node

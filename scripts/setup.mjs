@@ -53,6 +53,7 @@ const DEBIAN_PACKAGES = [
   { name: 'cpio', why: 'packs the guest initramfs', kernels: true },
   { name: 'kmod', why: 'modinfo: which modules the 9p modules need, so the guest loads them in order', kernels: true },
   { name: 'xz-utils', why: 'kernels from 6.12 ship .ko.xz modules; they are unpacked for busybox insmod', kernels: true },
+  { name: 'zstd', why: 'for kernels that ship .ko.zst modules (fetch-kernel.sh unpacks them too); not on every minimal image', kernels: true },
   { name: 'debian-archive-keyring', why: "verifies the other suites' package lists read by the private apt configuration", kernels: true },
 ];
 
