@@ -12,7 +12,8 @@
         "addon/bpf_object.cc",
         "addon/bpf_program.cc",
         "addon/btf.cc",
-        "addon/peer.cc"
+        "addon/peer.cc",
+        "addon/flock.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],

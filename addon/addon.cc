@@ -8,6 +8,7 @@
 #include "bpf_map.h"
 #include "bpf_object.h"
 #include "bpf_program.h"
+#include "flock.h"
 #include "libbpf_log.h"
 #include "peer.h"
 
@@ -26,6 +27,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   BpfObject::Init(env, exports);
   BpfProgram::Init(env, exports);
   InitLibbpfLog(env, exports);
+  exports.Set("lockExclusive", Napi::Function::New(env, LockExclusive, "lockExclusive"));
   exports.Set("peerCredentials", Napi::Function::New(env, PeerCredentials, "peerCredentials"));
   exports.Set("possibleCpus", Napi::Function::New(env, PossibleCpus, "possibleCpus"));
   exports.Set("libbpfVersion", Napi::String::New(env, libbpf_version_string()));

@@ -3,6 +3,7 @@
 // kernel port and the services, and owns the process: signals, exit codes.
 // Nothing imports this file.
 import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Value } from '@sinclair/typebox/value';
 import { stringify as stringifyYaml } from 'yaml';
@@ -31,6 +32,7 @@ import type { NativeError } from './kernel/index';
 
 // sysexits.h
 const EX_USAGE = 64;
+const EX_TEMPFAIL = 75;
 const EX_CONFIG = 78;
 const EXIT_START_FAILED = 1;
 
@@ -47,8 +49,8 @@ pinned: outer maps, attachments and every slot's versions. SIGTERM or SIGINT
 stops it; with onStop: keep (the default) the programs stay attached.
 
 purge removes everything mimd owns for the configured objects (detaching
-their programs): pins under pinRoot and records under stateDir. Do not run it
-while mimd runs.
+their programs): pins under pinRoot and records under stateDir. While mimd
+runs it refuses (exit 75) and changes nothing.
 
 token makes a new bearer token: it prints the token (give it to the client;
 mimd never stores it) and the entry for api.tokens (its sha256), then exits.
@@ -59,7 +61,8 @@ Options:
   -h, --help           show this help
 
 Defaults: ${defaultConfigFile()}
-Exit codes: 0 clean stop, 1 start failed, 64 bad arguments, 78 bad configuration
+Exit codes: 0 clean stop, 1 start failed, 64 bad arguments,
+            75 another mimd owns stateDir or pinRoot (nothing changed), 78 bad configuration
 `;
 
 const COMMANDS = ['run', 'purge', 'token'] as const;
@@ -131,6 +134,7 @@ function kernelLayer(): {
   libbpfVersion: string;
   peerCredentials: typeof import('./kernel/peer').peerCredentials;
   preparePinRoot: typeof import('./kernel/bpffs').preparePinRoot;
+  takeOwnership: typeof import('./kernel/owner-lock').takeOwnership;
   probeKernel: typeof import('./kernel/probe').probeKernel;
 } {
   /* eslint-disable @typescript-eslint/no-require-imports */
@@ -139,8 +143,9 @@ function kernelLayer(): {
   const { peerCredentials } = require('./kernel/peer') as typeof import('./kernel/peer');
   const { preparePinRoot } = require('./kernel/bpffs') as typeof import('./kernel/bpffs');
   const { probeKernel } = require('./kernel/probe') as typeof import('./kernel/probe');
+  const { takeOwnership } = require('./kernel/owner-lock') as typeof import('./kernel/owner-lock');
   /* eslint-enable @typescript-eslint/no-require-imports */
-  return { kernel: new KernelAdapter(), routeLibbpfLog: index.routeLibbpfLog, libbpfVersion: index.libbpfVersion, peerCredentials, preparePinRoot, probeKernel };
+  return { kernel: new KernelAdapter(), routeLibbpfLog: index.routeLibbpfLog, libbpfVersion: index.libbpfVersion, peerCredentials, preparePinRoot, takeOwnership, probeKernel };
 }
 
 /** Top-level keys SIGHUP does not apply (everything but tokens and limits). */
@@ -160,7 +165,10 @@ function restartOnlyKeys(before: Config, after: Config): string[] {
 }
 
 function purge(config: Config, logger: Logger): void {
-  const { kernel } = kernelLayer();
+  const { kernel, takeOwnership } = kernelLayer();
+  // Not while a mimd runs over the same directories: it would go on
+  // answering "ready" with its pins and records gone.
+  takeOwnership({ stateDir: config.stateDir, pinRoot: fs.existsSync(config.pinRoot) ? config.pinRoot : null });
   purgeOwned({ objects: config.objects, pinRoot: config.pinRoot, kernel, state: new FileStateStore(config.stateDir), logger: logger.child({ component: 'purge' }) });
   logger.child({ component: 'main' }).info({ objects: config.objects.map((o) => o.name) }, 'purged');
 }
@@ -197,7 +205,7 @@ async function main(): Promise<void> {
       log.fatal({ err }, 'purge failed');
       await flushLogger(logger);
       process.stderr.write(`mimd: purge failed: ${err instanceof Error ? err.message : String(err)}\n`);
-      process.exit(EXIT_START_FAILED);
+      process.exit(isOwnerLocked(err) ? EX_TEMPFAIL : EXIT_START_FAILED);
     }
     await flushLogger(logger);
     return;
@@ -260,6 +268,9 @@ async function main(): Promise<void> {
     } catch (err) {
       throw new ListenerError('pinRoot', (err as Error).message.replace(/^pinRoot: /, ''));
     }
+    // Before the probe, restore or any listener: a second mimd over the same
+    // directories stops here, having changed nothing.
+    kernelSide.takeOwnership({ stateDir: config.stateDir, pinRoot: config.pinRoot });
     const features = await probe(kernelSide.probeKernel, config, log);
     const state = new FileStateStore(config.stateDir, { fsync: config.stateFsync });
     const running = new HostService({
@@ -399,7 +410,12 @@ async function failStart(logger: Logger, err: unknown): Promise<never> {
   // the same class of failure as a bad key, so the same exit code.
   const text = err instanceof Error ? err.message : String(err);
   process.stderr.write(mismatch ? `config: ${text}\n` : `mimd: start failed: ${text}\n`);
-  process.exit(mismatch ? EX_CONFIG : EXIT_START_FAILED);
+  process.exit(mismatch ? EX_CONFIG : isOwnerLocked(err) ? EX_TEMPFAIL : EXIT_START_FAILED);
+}
+
+/** Another mimd owns the state directory or the pin root (kernel/owner-lock.ts, loaded lazily with the addon). */
+function isOwnerLocked(err: unknown): boolean {
+  return err instanceof Error && (err as { code?: unknown }).code === 'MIMD_LOCKED';
 }
 
 /**

@@ -183,6 +183,7 @@ t.test('the other hardening and service settings', async (t) => {
     RestrictSUIDSGID: 'yes',
     LockPersonality: 'yes',
     LimitMEMLOCK: 'infinity',
+    LimitNOFILE: '65536',
     Restart: 'on-failure',
     ExecReload: '/bin/kill -HUP $MAINPID',
   };

@@ -204,8 +204,11 @@ export interface NativeAddon {
   NativeProgram: typeof NativeProgram;
   /** route libbpf's print callback; null restores the default (stderr). */
   setLogger(fn: ((level: NativeLogLevel, message: string) => void) | null): void;
-  /** libbpf_num_possible_cpus() */
+  /** SO_PEERCRED of a connected unix socket */
   peerCredentials(fd: number): { pid: number; uid: number; gid: number };
+  /** open(path) and flock(LOCK_EX|LOCK_NB): the fd, which holds the lock until closed or the process ends */
+  lockExclusive(path: string, create: boolean): number;
+  /** libbpf_num_possible_cpus() */
   possibleCpus(): number;
   libbpfVersion: string;
 }
