@@ -366,7 +366,8 @@ async function stopAndCheckClean(t: Test, store: Store, rt: Runtime): Promise<vo
   t.equal(lines.at(-1)?.msg, 'stopped', 'the last log line is "stopped"');
   t.equal(xdpProgram(rt.link.host), null, 'xdp_firewall detached from the veth');
   t.same(fs.readdirSync(rt.pinRoot), [], 'nothing left pinned');
-  t.same(fs.readdirSync(rt.state), [], 'no state records left');
+  // mimd.lock stays: removing a lock file races with the next process that opens it
+  t.same(fs.readdirSync(rt.state).filter((name) => name !== 'mimd.lock'), [], 'no state records left');
 }
 
 t.test('the container image: built with podman, run with the host\'s bpffs, serving the API', { skip }, async (t) => {
