@@ -295,7 +295,7 @@ t.test('a crash after the record and before the release: the released pins are r
   t.match(restarted.slots.getSlot('firewall', 'blocklist', '0'), { activeVersion: 3, kernelMapId: pinnedId(versionPin(env, 'blocklist', u32(0), 3)), drift: false });
 });
 
-t.test('a lower retain after a restart releases the versions beyond it', async (t) => {
+t.test('a lower retain takes effect at the next new version, never at the restart', async (t) => {
   const env = environment(t);
   const first = await boot(env, { retain: 3 });
   for (let i = 0; i < 4; i++) await first.slots.putSlot('firewall', 'blocklist', '0', listing());
@@ -303,10 +303,16 @@ t.test('a lower retain after a restart releases the versions beyond it', async (
   t.same(pinsOf(env, 'blocklist', u32(0)), ['1', '2', '3', '4']);
 
   const second = await boot(env, { retain: 1 });
-  t.same(numbers(second, 'blocklist', '0'), [4, 3]);
-  t.same(pinsOf(env, 'blocklist', u32(0)), ['3', '4']);
-  t.same(readRecord(env, 'blocklist', u32(0))?.versions.map((v) => v.number), [3, 4]);
-  t.equal(second.logged('released version beyond retention').length, 2);
+  t.same(numbers(second, 'blocklist', '0'), [4, 3, 2, 1], 'the restart keeps every retained version');
+  t.same(pinsOf(env, 'blocklist', u32(0)), ['1', '2', '3', '4']);
+  t.equal(second.logged('released version beyond retention').length, 0);
+  t.match(await second.slots.rollback('firewall', 'blocklist', '0'), { version: 3 });
+  t.same(pinsOf(env, 'blocklist', u32(0)), ['1', '2', '3', '4'], 'a rollback makes no version and drops none');
+
+  await second.slots.stageVersion('firewall', 'blocklist', '0', listing());
+  t.same(numbers(second, 'blocklist', '0'), [5, 3], 'the next new version: the active one and 1 other');
+  t.same(pinsOf(env, 'blocklist', u32(0)), ['3', '5']);
+  t.same(readRecord(env, 'blocklist', u32(0))?.versions.map((v) => v.number), [3, 5]);
 });
 
 t.test('a pending activate whose version is in the slot is finished, and versions beyond retain released', async (t) => {

@@ -81,11 +81,17 @@ export async function restoreOuterMap(
   const keys = [...new Set([...records.keys(), ...pins.keys()])].sort();
   for (const keyHex of keys) {
     const slot = outer.slot(Buffer.from(keyHex, 'hex'));
-    const changed = restoreSlot(ctx, outer, slot, records.get(keyHex) ?? null, pins.get(keyHex) ?? new Map(), current, summary, fresh);
+    const record = records.get(keyHex) ?? null;
+    const changed = restoreSlot(ctx, outer, slot, record, pins.get(keyHex) ?? new Map(), current, summary, fresh);
     let save = changed;
     if (replacing && (await carryOver(ctx, outer, slot, current, summary))) save = true;
     if (fresh && (await reinstall(ctx, outer, slot, summary))) save = true;
-    const released = slot.beyondRetention(ctx.retain);
+    // Retention lets versions go only when a version is made, never at a
+    // restart: the one exception finishes the release of a PUT a crash
+    // interrupted after the kernel took its new version.
+    const pending = record?.pending;
+    const finishedPut = pending?.op === 'activate' && pending.discardOnAbort && slot.active === pending.version;
+    const released = finishedPut ? slot.beyondRetention(ctx.retain) : [];
     for (const version of released) {
       slot.forget(version);
       outer.discard(version);

@@ -383,7 +383,9 @@ export class SlotsService implements SlotsApi {
     }
     this.keep(slot, version);
     slot.markActive(version, new Date());
-    const released = slot.beyondRetention(this.options.retain);
+    // Retention lets versions go only when a new one is made: an activation
+    // or a rollback of a kept version drops nothing.
+    const released = fresh ? slot.beyondRetention(this.options.retain) : [];
     await this.finish(outer, slot, released);
     await this.checkpoint('swap:recorded');
     this.release(outer, slot, released);
