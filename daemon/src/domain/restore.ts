@@ -134,6 +134,8 @@ function restoreSlot(
 ): boolean {
   let changed = false;
   const where = { map: outer.ref, slot: slot.keyJson };
+  // Every number the record or bpffs shows, before pins are removed below.
+  const highest = highestNumber(record, pins);
   if (record) {
     slot.lastVersion = record.lastVersion;
     slot.active = record.active;
@@ -142,6 +144,12 @@ function restoreSlot(
     slot.pending = record.pending;
   }
   for (const versionRecord of record?.versions ?? []) {
+    if (slot.versions.has(versionRecord.number)) {
+      ctx.log.warn({ ...where, version: versionRecord.number }, 'a version is recorded twice; the first record of it is kept');
+      summary.repaired += 1;
+      changed = true;
+      continue;
+    }
     const pinPath = pins.get(versionRecord.number);
     pins.delete(versionRecord.number);
     let map: KernelMap | null = null;
@@ -176,6 +184,10 @@ function restoreSlot(
   if (pins.size > 0) ctx.kernel.removeEmptyPinDir(outer.slotPinDir(slot));
 
   const inSlot = current.innerId(slot.key);
+  if (repairRecord(ctx, slot, highest, inSlot, where)) {
+    summary.repaired += 1;
+    changed = true;
+  }
   if (slot.pending) {
     settlePending(ctx, outer, slot, inSlot);
     summary.repaired += 1;
@@ -187,6 +199,47 @@ function restoreSlot(
     ctx.log.warn({ ...where, kernelMapId: inSlot, installedMapId: slot.installedMapId }, 'slot changed behind mimd');
   }
   return changed;
+}
+
+/** The highest version number a slot's record or its pins on bpffs show (0: none). */
+function highestNumber(record: SlotRecord | null, pins: ReadonlyMap<number, string>): number {
+  const pending = record?.pending?.op === 'activate' ? record.pending.version : 0;
+  return Math.max(
+    0,
+    record?.lastVersion ?? 0,
+    record?.active ?? 0,
+    pending,
+    ...(record?.history ?? []),
+    ...(record?.versions.map((v) => v.number) ?? []),
+    ...pins.keys(),
+  );
+}
+
+/**
+ * Settles what a record says against itself, the pins and the kernel (an
+ * edited or damaged record): the numbering is raised to every number in use,
+ * so that the next version can never take (and unpin) a kept one's number, and
+ * an active version that is not among the versions is replaced by the version
+ * the kernel's slot holds, or none. Returns whether anything was repaired.
+ */
+function repairRecord(ctx: RestoreContext, slot: Slot, highest: number, inSlot: number | null, where: object): boolean {
+  let repaired = false;
+  if (highest > slot.lastVersion) {
+    ctx.log.warn({ ...where, recordedLastVersion: slot.lastVersion, lastVersion: highest }, 'raised the last version number to the highest one in use');
+    slot.lastVersion = highest;
+    repaired = true;
+  }
+  if (slot.active !== null && !slot.versions.has(slot.active)) {
+    const held = [...slot.versions.values()].find((v) => v.mapId === inSlot) ?? null;
+    ctx.log.warn(
+      { ...where, recordedActive: slot.active, active: held?.number ?? null, kernelMapId: inSlot },
+      'the recorded active version is not one of the slot\'s versions; set to what the kernel\'s slot holds',
+    );
+    slot.active = held?.number ?? null;
+    if (held) slot.installedMapId = held.mapId;
+    repaired = true;
+  }
+  return repaired;
 }
 
 /** Finishes or abandons the change a crash interrupted, by what the kernel's slot holds. */
@@ -205,10 +258,10 @@ function settlePending(ctx: RestoreContext, outer: OuterMap, slot: Slot, inSlot:
       }
       ctx.log.warn({ ...where, version: pending.version }, 'abandoned a swap a crash interrupted before the kernel had it');
       if (pending.discardOnAbort && version) {
-        // Built for that swap and never reported: as if the request never came.
+        // Built for that swap and never reported: as if the request never
+        // came, but its number stays used (numbers are never handed out twice).
         slot.forget(version);
         outer.discard(version);
-        if (slot.lastVersion === version.number) slot.lastVersion -= 1;
       }
       return;
     }
