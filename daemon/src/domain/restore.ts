@@ -7,6 +7,10 @@
 // an interrupted build or release and is removed (and logged). A change a
 // crash left pending is finished or abandoned by what the kernel's slot holds.
 // A slot holding something mimd did not install is drift: reported, kept.
+// A record that contradicts itself (numbering below its own versions, an
+// active version it does not have) is repaired from the pins and the kernel.
+// Nothing here lets a retained version go for retention's sake: that happens
+// only when a version is made.
 import * as path from 'node:path';
 import type { Logger } from 'pino';
 import type { KernelMap, KernelOuterMap, MapStore } from './ports';
