@@ -96,7 +96,7 @@ function cloneSlot(s: SlotModel): SlotModel {
   return { ...s, versions, active };
 }
 
-/** The slot's rules, as mimd documents them: the active version and the RETAIN newest others are kept. */
+/** The slot's rules, as mimd documents them: when a version is made, the active version and the RETAIN newest others are kept. */
 function prune(s: SlotModel): void {
   const others = s.versions.filter((v) => v !== s.active).sort(byNumberDesc);
   const dropped = new Set(others.slice(RETAIN));
@@ -126,7 +126,8 @@ function apply(s: SlotModel, op: Op, number: number | null): void {
       s.active = null;
       break;
   }
-  prune(s);
+  // Only a new version lets others go: not an activation, a rollback or a clear.
+  if (op.kind === 'put' || op.kind === 'stage') prune(s);
 }
 
 /** Applies an interrupted request that did not happen: a build may have used up a number. */

@@ -358,3 +358,37 @@ function timeLimit<T>(promise: Promise<T>, ms: number, what: string): Promise<T>
   });
   return Promise.race([promise, limit]).finally(() => clearTimeout(timer));
 }
+
+/**
+ * A tmpfs of `size` (mount -o size=, e.g. '1m') mounted on a fresh directory:
+ * a disk that fills up without filling a real one. Unmounted (lazily if still
+ * busy) and removed in teardown, also on failure.
+ */
+export function smallTmpfs(t: Teardown, size: string): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mimd-tmpfs-'));
+  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0700`, 'mimd-test', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+  t.teardown(() => {
+    try {
+      execFileSync('umount', [dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    } catch {
+      execFileSync('umount', ['-l', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  return dir;
+}
+
+/** Writes `file` until the file system it is on is full (ENOSPC); returns the bytes written. */
+export function fillUp(file: string): number {
+  const chunk = Buffer.alloc(4096, 0x55);
+  const fd = fs.openSync(file, 'w');
+  let written = 0;
+  try {
+    for (;;) written += fs.writeSync(fd, chunk);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
+  } finally {
+    fs.closeSync(fd);
+  }
+  return written;
+}

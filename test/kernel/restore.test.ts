@@ -261,17 +261,24 @@ t.test('a version pin with no record is removed; a record whose pin is gone is f
   t.same(pinsOf(env, 'blocklist', u32(0)), ['1', '3', 'keep-me'], 'the unrecorded pin 7 is removed, the foreign pin is not');
   t.notOk(fs.existsSync(slotPinDir(env, 'blocklist', u32(2))), 'a slot directory with only an unrecorded pin is removed');
   t.ok(fs.existsSync(path.join(foreignDir, '1')), 'a directory that is not a slot of mimd is left alone');
-  t.match(second.summary, { slots: 2, versions: 3, repaired: 3, drifted: 0 });
-  t.match(readRecord(env, 'blocklist', u32(0)), { versions: [{ number: 1 }, { number: 3 }], lastVersion: 3, active: 1 }, 'the record is rewritten without version 2');
+  // 2 pins removed, 1 record forgotten, 2 numberings raised to the orphans' numbers.
+  t.match(second.summary, { slots: 2, versions: 3, repaired: 5, drifted: 0 });
+  t.match(readRecord(env, 'blocklist', u32(0)), { versions: [{ number: 1 }, { number: 3 }], lastVersion: 7, active: 1 }, 'the record is rewritten without version 2');
   t.equal(readRecord(env, 'blocklist', u32(0))?.versions.length, 2);
-  t.equal(readRecord(env, 'blocklist', u32(2)), undefined, 'no record is made for the orphan');
+  t.same(
+    readRecord(env, 'blocklist', u32(2)),
+    { key: hex(u32(2)), lastVersion: 1, active: null, installedMapId: null, history: [], versions: [], pending: null },
+    'the orphan leaves only its number in a record',
+  );
   t.throws(() => second.slots.getSlot('firewall', 'blocklist', '2'), { code: 'MIMD_NOT_FOUND' });
   t.match(second.slots.getSlot('firewall', 'blocklist', '1'), { activeVersion: 1, kernelMapId: other.mapId, drift: false }, 'the other slot is untouched');
   t.equal(second.logged('forgot a recorded version whose pin is gone', { version: 2 }).length, 1);
   t.equal(second.logged('removed a version pin with no record').length, 2);
   t.equal(second.logged('left alone: not a version pin of mimd').length, 1);
   t.equal(second.logged('left alone: not a slot directory of mimd').length, 1);
-  t.match(await second.slots.stageVersion('firewall', 'blocklist', '0', listing()), { version: 4 }, 'numbers go on from the record, not from the pins');
+  t.equal(second.logged('raised the last version number to the highest one in use', { slot: 0, recordedLastVersion: 3, lastVersion: 7 }).length, 1);
+  t.match(await second.slots.stageVersion('firewall', 'blocklist', '0', listing()), { version: 8 }, 'numbers go on past every number seen, in the record or on bpffs');
+  t.match(await second.slots.putSlot('firewall', 'blocklist', '2', listing()), { version: 2 }, 'the orphan slot too');
 });
 
 t.test('a crash after the record and before the release: the released pins are removed at restart', async (t) => {
@@ -295,7 +302,7 @@ t.test('a crash after the record and before the release: the released pins are r
   t.match(restarted.slots.getSlot('firewall', 'blocklist', '0'), { activeVersion: 3, kernelMapId: pinnedId(versionPin(env, 'blocklist', u32(0), 3)), drift: false });
 });
 
-t.test('a lower retain after a restart releases the versions beyond it', async (t) => {
+t.test('a lower retain takes effect at the next new version, never at the restart', async (t) => {
   const env = environment(t);
   const first = await boot(env, { retain: 3 });
   for (let i = 0; i < 4; i++) await first.slots.putSlot('firewall', 'blocklist', '0', listing());
@@ -303,10 +310,16 @@ t.test('a lower retain after a restart releases the versions beyond it', async (
   t.same(pinsOf(env, 'blocklist', u32(0)), ['1', '2', '3', '4']);
 
   const second = await boot(env, { retain: 1 });
-  t.same(numbers(second, 'blocklist', '0'), [4, 3]);
-  t.same(pinsOf(env, 'blocklist', u32(0)), ['3', '4']);
-  t.same(readRecord(env, 'blocklist', u32(0))?.versions.map((v) => v.number), [3, 4]);
-  t.equal(second.logged('released version beyond retention').length, 2);
+  t.same(numbers(second, 'blocklist', '0'), [4, 3, 2, 1], 'the restart keeps every retained version');
+  t.same(pinsOf(env, 'blocklist', u32(0)), ['1', '2', '3', '4']);
+  t.equal(second.logged('released version beyond retention').length, 0);
+  t.match(await second.slots.rollback('firewall', 'blocklist', '0'), { version: 3 });
+  t.same(pinsOf(env, 'blocklist', u32(0)), ['1', '2', '3', '4'], 'a rollback makes no version and drops none');
+
+  await second.slots.stageVersion('firewall', 'blocklist', '0', listing());
+  t.same(numbers(second, 'blocklist', '0'), [5, 3], 'the next new version: the active one and 1 other');
+  t.same(pinsOf(env, 'blocklist', u32(0)), ['3', '5']);
+  t.same(readRecord(env, 'blocklist', u32(0))?.versions.map((v) => v.number), [3, 5]);
 });
 
 t.test('a pending activate whose version is in the slot is finished, and versions beyond retain released', async (t) => {
@@ -357,11 +370,11 @@ t.test('a pending activate whose version is not in the slot is abandoned', async
   t.match(restarted.slots.getSlot('firewall', 'blocklist', '0'), { activeVersion: 1, kernelMapId: v1.mapId, drift: false });
   t.same(numbers(restarted, 'blocklist', '0'), [1], 'the version built for the PUT is gone');
   t.same(pinsOf(env, 'blocklist', u32(0)), ['1'], 'and so is its pin');
-  t.match(readRecord(env, 'blocklist', u32(0)), { lastVersion: 1, active: 1, pending: null });
+  t.match(readRecord(env, 'blocklist', u32(0)), { lastVersion: 2, active: 1, pending: null });
   t.equal(restarted.summary.repaired, 1);
   t.equal(kernelSlot(env, 'blocklist', u32(0)), v1.mapId, 'the slot is left as the kernel has it');
   const again = await restarted.slots.putSlot('firewall', 'blocklist', '0', listing(OTHER));
-  t.match(again, { version: 2, previousVersion: 1 }, 'its number is reused: no client ever saw it');
+  t.match(again, { version: 3, previousVersion: 1 }, 'its number is not handed out again');
   t.not(again.mapId, abandonedId);
   t.equal(kernelSlot(env, 'blocklist', u32(0)), again.mapId);
   await restarted.slots.stageVersion('firewall', 'blocklist', '0', listing());
@@ -369,20 +382,20 @@ t.test('a pending activate whose version is not in the slot is abandoned', async
 
   // An activate of a staged version that crashed before the kernel had it: the version stays.
   const crashing2 = await boot(env, { pauseAt: 'swap:intent' });
-  void crashing2.slots.activate('firewall', 'blocklist', '0', 3);
+  void crashing2.slots.activate('firewall', 'blocklist', '0', 4);
   await crashing2.paused();
   await crashing2.stop();
-  t.match(readRecord(env, 'blocklist', u32(0)), { pending: { op: 'activate', version: 3, discardOnAbort: false } });
+  t.match(readRecord(env, 'blocklist', u32(0)), { pending: { op: 'activate', version: 4, discardOnAbort: false } });
 
   const last = await boot(env);
-  t.match(last.slots.getSlot('firewall', 'blocklist', '0'), { activeVersion: 2, kernelMapId: again.mapId, drift: false });
+  t.match(last.slots.getSlot('firewall', 'blocklist', '0'), { activeVersion: 3, kernelMapId: again.mapId, drift: false });
   t.same(
     last.slots.listVersions('firewall', 'blocklist', '0').map((v) => [v.version, v.state]),
-    [[3, 'staged'], [2, 'active'], [1, 'retained']],
+    [[4, 'staged'], [3, 'active'], [1, 'retained']],
     'the staged version is kept',
   );
-  t.same(pinsOf(env, 'blocklist', u32(0)), ['1', '2', '3']);
-  t.match(readRecord(env, 'blocklist', u32(0)), { lastVersion: 3, pending: null });
+  t.same(pinsOf(env, 'blocklist', u32(0)), ['1', '3', '4']);
+  t.match(readRecord(env, 'blocklist', u32(0)), { lastVersion: 4, pending: null });
 });
 
 t.test('a pending clear is finished when the slot is empty and abandoned when it is not', async (t) => {

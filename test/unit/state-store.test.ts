@@ -101,6 +101,34 @@ t.test('a write leaves no temporary file behind', async (t) => {
   ]);
 });
 
+// A failure between the temporary and the record (here the rename, refused
+// because a directory stands at the record's name; ENOSPC on a full disk in
+// test/e2e/state-full.test.ts) left one temporary per failed write.
+t.test('a failed write leaves no temporary file behind, and the next one succeeds', async (t) => {
+  for (const fsync of [false, true]) {
+    const dir = path.join(t.testdir(), `state-${fsync}`);
+    const state = new FileStateStore(dir, { fsync });
+    await state.writeSlot('firewall', 'blocklist', slot('01000000'));
+    const slots = path.join(dir, 'firewall', 'blocklist', 'slots');
+    const blocker = path.join(slots, '00000000.json', 'in-the-way');
+    fs.mkdirSync(blocker, { recursive: true });
+    for (let i = 0; i < 5; i++) await t.rejects(state.writeSlot('firewall', 'blocklist', slot('00000000')), { code: /^E/ }, `fsync ${fsync}: write ${i} fails`);
+    t.same(fs.readdirSync(slots).sort(), ['00000000.json', '01000000.json'], `fsync ${fsync}: no temporary left`);
+
+    const outer = path.join(dir, 'firewall', 'policy', 'outer.json');
+    fs.mkdirSync(path.join(outer, 'in-the-way'), { recursive: true });
+    t.throws(() => state.writeOuter('firewall', 'policy', OUTER), { code: /^E/ }, `fsync ${fsync}: the outer record fails too`);
+    t.same(fs.readdirSync(path.dirname(outer)), ['outer.json'], `fsync ${fsync}: and leaves no temporary`);
+
+    fs.rmSync(path.join(slots, '00000000.json'), { recursive: true });
+    fs.rmSync(outer, { recursive: true });
+    await state.writeSlot('firewall', 'blocklist', slot('00000000'));
+    state.writeOuter('firewall', 'policy', OUTER);
+    t.same(state.readSlots('firewall', 'blocklist'), [slot('00000000'), slot('01000000')], `fsync ${fsync}: the next write succeeds`);
+    t.same(state.readOuter('firewall', 'policy'), OUTER);
+  }
+});
+
 t.test("a crash's temporaries are removed by readSlots and do not hide the record", async (t) => {
   const { state, dir } = store(t);
   await state.writeSlot('firewall', 'blocklist', slot('00000000'));

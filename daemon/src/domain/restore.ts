@@ -7,6 +7,10 @@
 // an interrupted build or release and is removed (and logged). A change a
 // crash left pending is finished or abandoned by what the kernel's slot holds.
 // A slot holding something mimd did not install is drift: reported, kept.
+// A record that contradicts itself (numbering below its own versions, an
+// active version it does not have) is repaired from the pins and the kernel.
+// Nothing here lets a retained version go for retention's sake: that happens
+// only when a version is made.
 import * as path from 'node:path';
 import type { Logger } from 'pino';
 import type { KernelMap, KernelOuterMap, MapStore } from './ports';
@@ -81,11 +85,17 @@ export async function restoreOuterMap(
   const keys = [...new Set([...records.keys(), ...pins.keys()])].sort();
   for (const keyHex of keys) {
     const slot = outer.slot(Buffer.from(keyHex, 'hex'));
-    const changed = restoreSlot(ctx, outer, slot, records.get(keyHex) ?? null, pins.get(keyHex) ?? new Map(), current, summary, fresh);
+    const record = records.get(keyHex) ?? null;
+    const changed = restoreSlot(ctx, outer, slot, record, pins.get(keyHex) ?? new Map(), current, summary, fresh);
     let save = changed;
     if (replacing && (await carryOver(ctx, outer, slot, current, summary))) save = true;
     if (fresh && (await reinstall(ctx, outer, slot, summary))) save = true;
-    const released = slot.beyondRetention(ctx.retain);
+    // Retention lets versions go only when a version is made, never at a
+    // restart: the one exception finishes the release of a PUT a crash
+    // interrupted after the kernel took its new version.
+    const pending = record?.pending;
+    const finishedPut = pending?.op === 'activate' && pending.discardOnAbort && slot.active === pending.version;
+    const released = finishedPut ? slot.beyondRetention(ctx.retain) : [];
     for (const version of released) {
       slot.forget(version);
       outer.discard(version);
@@ -128,6 +138,8 @@ function restoreSlot(
 ): boolean {
   let changed = false;
   const where = { map: outer.ref, slot: slot.keyJson };
+  // Every number the record or bpffs shows, before pins are removed below.
+  const highest = highestNumber(record, pins);
   if (record) {
     slot.lastVersion = record.lastVersion;
     slot.active = record.active;
@@ -136,6 +148,12 @@ function restoreSlot(
     slot.pending = record.pending;
   }
   for (const versionRecord of record?.versions ?? []) {
+    if (slot.versions.has(versionRecord.number)) {
+      ctx.log.warn({ ...where, version: versionRecord.number }, 'a version is recorded twice; the first record of it is kept');
+      summary.repaired += 1;
+      changed = true;
+      continue;
+    }
     const pinPath = pins.get(versionRecord.number);
     pins.delete(versionRecord.number);
     let map: KernelMap | null = null;
@@ -170,6 +188,10 @@ function restoreSlot(
   if (pins.size > 0) ctx.kernel.removeEmptyPinDir(outer.slotPinDir(slot));
 
   const inSlot = current.innerId(slot.key);
+  if (repairRecord(ctx, slot, highest, inSlot, where)) {
+    summary.repaired += 1;
+    changed = true;
+  }
   if (slot.pending) {
     settlePending(ctx, outer, slot, inSlot);
     summary.repaired += 1;
@@ -181,6 +203,47 @@ function restoreSlot(
     ctx.log.warn({ ...where, kernelMapId: inSlot, installedMapId: slot.installedMapId }, 'slot changed behind mimd');
   }
   return changed;
+}
+
+/** The highest version number a slot's record or its pins on bpffs show (0: none). */
+function highestNumber(record: SlotRecord | null, pins: ReadonlyMap<number, string>): number {
+  const pending = record?.pending?.op === 'activate' ? record.pending.version : 0;
+  return Math.max(
+    0,
+    record?.lastVersion ?? 0,
+    record?.active ?? 0,
+    pending,
+    ...(record?.history ?? []),
+    ...(record?.versions.map((v) => v.number) ?? []),
+    ...pins.keys(),
+  );
+}
+
+/**
+ * Settles what a record says against itself, the pins and the kernel (an
+ * edited or damaged record): the numbering is raised to every number in use,
+ * so that the next version can never take (and unpin) a kept one's number, and
+ * an active version that is not among the versions is replaced by the version
+ * the kernel's slot holds, or none. Returns whether anything was repaired.
+ */
+function repairRecord(ctx: RestoreContext, slot: Slot, highest: number, inSlot: number | null, where: object): boolean {
+  let repaired = false;
+  if (highest > slot.lastVersion) {
+    ctx.log.warn({ ...where, recordedLastVersion: slot.lastVersion, lastVersion: highest }, 'raised the last version number to the highest one in use');
+    slot.lastVersion = highest;
+    repaired = true;
+  }
+  if (slot.active !== null && !slot.versions.has(slot.active)) {
+    const held = [...slot.versions.values()].find((v) => v.mapId === inSlot) ?? null;
+    ctx.log.warn(
+      { ...where, recordedActive: slot.active, active: held?.number ?? null, kernelMapId: inSlot },
+      'the recorded active version is not one of the slot\'s versions; set to what the kernel\'s slot holds',
+    );
+    slot.active = held?.number ?? null;
+    if (held) slot.installedMapId = held.mapId;
+    repaired = true;
+  }
+  return repaired;
 }
 
 /** Finishes or abandons the change a crash interrupted, by what the kernel's slot holds. */
@@ -199,10 +262,10 @@ function settlePending(ctx: RestoreContext, outer: OuterMap, slot: Slot, inSlot:
       }
       ctx.log.warn({ ...where, version: pending.version }, 'abandoned a swap a crash interrupted before the kernel had it');
       if (pending.discardOnAbort && version) {
-        // Built for that swap and never reported: as if the request never came.
+        // Built for that swap and never reported: as if the request never
+        // came, but its number stays used (numbers are never handed out twice).
         slot.forget(version);
         outer.discard(version);
-        if (slot.lastVersion === version.number) slot.lastVersion -= 1;
       }
       return;
     }

@@ -288,6 +288,7 @@ export class SlotsService implements SlotsApi {
         value: outer.entryCodec.value.encode(entry.value, `upsert[${i}].value`),
       }));
       const deletes = remove.map((key, i) => outer.encodeKey(key, `delete[${i}]`, version.maxEntries));
+      refuseUpsertAndDelete(upserts, deletes);
       return this.applyPatch(outer, slot, version, upserts, deletes);
     });
   }
@@ -382,7 +383,9 @@ export class SlotsService implements SlotsApi {
     }
     this.keep(slot, version);
     slot.markActive(version, new Date());
-    const released = slot.beyondRetention(this.options.retain);
+    // Retention lets versions go only when a new one is made: an activation
+    // or a rollback of a kept version drops nothing.
+    const released = fresh ? slot.beyondRetention(this.options.retain) : [];
     await this.finish(outer, slot, released);
     await this.checkpoint('swap:recorded');
     this.release(outer, slot, released);
@@ -418,9 +421,10 @@ export class SlotsService implements SlotsApi {
     for (const key of [...upserts.map((u) => u.key), ...deletes]) {
       before.set(key.toString('hex'), present(key) ? map.lookup(key) : null);
     }
+    // No key is in both lists (refused before), and keys are canonical, so
+    // these two sets are disjoint and the count is exactly the kernel's.
     const added = new Set(upserts.filter((u) => before.get(u.key.toString('hex')) === null).map((u) => u.key.toString('hex')));
     const removed = new Set(deletes.filter((k) => before.get(k.toString('hex')) !== null).map((k) => k.toString('hex')));
-    for (const id of removed) added.delete(id);
     const entryCount = outer.arrayInner ? version.entryCount : version.entryCount + added.size - removed.size;
     if (entryCount > version.maxEntries) {
       throw templateViolation('upsert', `${entryCount} entries would exceed the inner map's maxEntries ${version.maxEntries}`);
@@ -430,7 +434,8 @@ export class SlotsService implements SlotsApi {
       for (const { key, value } of upserts) await map.update(key, value);
       for (const key of deletes) await map.delete(key);
     } catch (err) {
-      await this.putBack(map, before, outer, slot);
+      // An entry that could not be put back leaves the map as no count says: count it.
+      if (!(await this.putBack(map, before, outer, slot))) version.entryCount = outer.countEntries(version);
       await this.abandon(outer, slot);
       throw fromKernel(err, `patching ${outer.ref} slot ${String(slot.keyJson)}`);
     }
@@ -441,7 +446,9 @@ export class SlotsService implements SlotsApi {
     return { slot: slot.keyJson, version: version.number, upserted: upserts.length, deleted: removed.size, entryCount, digest: change };
   }
 
-  private async putBack(map: Version['map'], before: Map<string, Buffer | null>, outer: OuterMap, slot: Slot): Promise<void> {
+  /** Puts the touched keys back as they were; false when the kernel refused one. */
+  private async putBack(map: Version['map'], before: Map<string, Buffer | null>, outer: OuterMap, slot: Slot): Promise<boolean> {
+    let whole = true;
     for (const [id, value] of before) {
       const key = Buffer.from(id, 'hex');
       try {
@@ -449,8 +456,10 @@ export class SlotsService implements SlotsApi {
         else await map.update(key, value);
       } catch (err) {
         this.log.error({ err, map: outer.ref, slot: slot.keyJson, key: id }, 'cannot restore an entry after a failed patch');
+        whole = false;
       }
     }
+    return whole;
   }
 
   /** Lets go of versions beyond retention: unpinned and closed, freed once no slot holds them. */
@@ -609,4 +618,22 @@ export class SlotsService implements SlotsApi {
     }
     return [...summaries.values()];
   }
+}
+
+/**
+ * A key both upserted and deleted in one PATCH has no order that is plainly
+ * right, and counted as both it made entryCount drift from the kernel: it is
+ * refused, naming both places, before anything is touched.
+ */
+function refuseUpsertAndDelete(upserts: readonly { key: Buffer }[], deletes: readonly Buffer[]): void {
+  if (upserts.length === 0 || deletes.length === 0) return;
+  const upserted = new Map<string, number>();
+  upserts.forEach((u, j) => {
+    const id = u.key.toString('hex');
+    if (!upserted.has(id)) upserted.set(id, j);
+  });
+  deletes.forEach((key, i) => {
+    const j = upserted.get(key.toString('hex'));
+    if (j !== undefined) throw badInput(`delete[${i}]`, `the same key as upsert[${j}]; a PATCH may upsert a key or delete it, not both`);
+  });
 }

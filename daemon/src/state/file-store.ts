@@ -132,12 +132,24 @@ export class FileStateStore implements StateStore {
     }
     const file = path.join(dir, `${record.key}.json`);
     const temporary = this.temporary(file);
+    try {
+      await this.writeTemporary(temporary, record);
+      await fs.promises.rename(temporary, file);
+    } catch (err) {
+      // A full disk (ENOSPC) or a failed rename: the record is the old one
+      // still, and the half-written temporary must not pile up, one per failure.
+      await fs.promises.rm(temporary, { force: true }).catch(() => undefined);
+      throw err;
+    }
+    if (this.options.fsync) await syncDirectory(dir);
+  }
+
+  private async writeTemporary(temporary: string, record: SlotRecord): Promise<void> {
     if (!this.options.fsync) {
       // Off the event loop all the same: a rename over an existing record
       // takes a journal handle (about 0.3 ms on the build machines), which
       // under a storm of swaps would hold up every other request.
       await fs.promises.writeFile(temporary, JSON.stringify(record), { mode: 0o600 });
-      await fs.promises.rename(temporary, file);
       return;
     }
     const handle = await fs.promises.open(temporary, 'w', 0o600);
@@ -147,8 +159,6 @@ export class FileStateStore implements StateStore {
     } finally {
       await handle.close();
     }
-    await fs.promises.rename(temporary, file);
-    await syncDirectory(dir);
   }
 
   async removeSlot(object: string, map: string, key: string): Promise<void> {
@@ -184,14 +194,20 @@ export class FileStateStore implements StateStore {
 
   private writeSync(file: string, record: unknown): void {
     const temporary = this.temporary(file);
-    const fd = fs.openSync(temporary, 'w', 0o600);
     try {
-      fs.writeFileSync(fd, JSON.stringify(record));
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
+      const fd = fs.openSync(temporary, 'w', 0o600);
+      try {
+        fs.writeFileSync(fd, JSON.stringify(record));
+        fs.fsyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+      fs.renameSync(temporary, file);
+    } catch (err) {
+      // As in writeSlot: no temporary is left behind by a failure.
+      fs.rmSync(temporary, { force: true });
+      throw err;
     }
-    fs.renameSync(temporary, file);
     const dirFd = fs.openSync(path.dirname(file), 'r');
     try {
       fs.fsyncSync(dirFd);
