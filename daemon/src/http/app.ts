@@ -331,7 +331,8 @@ function convertUrlValues(schema: TSchema, data: unknown): unknown {
   if (properties === undefined || data === null || typeof data !== 'object') return data;
   const out: Record<string, unknown> = { ...(data as Record<string, unknown>) };
   for (const [key, value] of Object.entries(out)) {
-    const type = properties[key]?.type;
+    // Own properties only: a parameter named `constructor` is unknown, not Object's.
+    const type = Object.hasOwn(properties, key) ? properties[key]?.type : undefined;
     if (typeof value === 'string' && (type === 'integer' || type === 'number') && DECIMAL[type].test(value)) {
       out[key] = Number(value);
     }

@@ -13,6 +13,11 @@ export const STREAM_MEDIA_TYPES: Record<string, DumpFormat> = {
   'application/octet-stream': 'binary',
 };
 
+/** The streamed format of a media type the client named: own keys only (`toString` is not a format). */
+function streamFormat(type: string): DumpFormat | undefined {
+  return Object.hasOwn(STREAM_MEDIA_TYPES, type) ? STREAM_MEDIA_TYPES[type] : undefined;
+}
+
 /** A request body left unread for the route to stream (see registerStreamBodies). */
 export class StreamBody {
   constructor(
@@ -43,7 +48,7 @@ declare module 'fastify' {
 export function registerStreamBodies(app: App, requestLimit: () => number): void {
   app.addContentTypeParser(Object.keys(STREAM_MEDIA_TYPES), (request, payload, done) => {
     const type = mediaType(request.headers['content-type']);
-    const format = STREAM_MEDIA_TYPES[type];
+    const format = streamFormat(type);
     if (!request.routeOptions.config.streamBody || format === undefined) {
       done(
         mimdError(UnsupportedMediaTypeError, `Content-Type: ${type} is taken only by PUT of a slot and POST of a version; this route takes application/json`, {
@@ -92,7 +97,8 @@ export function versionInput(body: unknown, query: UploadQuery): VersionInput {
 function labelsOf(label: string | string[] | undefined): Labels {
   const given = label === undefined ? [] : Array.isArray(label) ? label : [label];
   if (given.length > MAX_LABELS) throw badInput('label', `at most ${MAX_LABELS} labels, got ${given.length}`);
-  const labels: Labels = {};
+  // A Map, not an object: `constructor` or `toString` are names like any other.
+  const labels = new Map<string, string>();
   given.forEach((text, i) => {
     const field = given.length === 1 ? 'label' : `label[${i}]`;
     const equals = text.indexOf('=');
@@ -101,10 +107,10 @@ function labelsOf(label: string | string[] | undefined): Labels {
     const value = text.slice(equals + 1);
     if (!LABEL_NAME.test(name)) throw badInput(field, `label name ${JSON.stringify(name.slice(0, 80))} does not match ${LABEL_NAME.source}`);
     if (value.length > MAX_LABEL_VALUE) throw badInput(field, `label value longer than ${MAX_LABEL_VALUE} characters`);
-    if (name in labels) throw badInput(field, `label ${name} given twice`);
-    labels[name] = value;
+    if (labels.has(name)) throw badInput(field, `label ${name} given twice`);
+    labels.set(name, value);
   });
-  return labels;
+  return Object.fromEntries(labels) as Labels;
 }
 
 /**
@@ -118,7 +124,7 @@ export function dumpFormat(request: FastifyRequest): DumpFormat | null {
   for (const part of accept.split(',')) {
     const type = mediaType(part);
     if (type === 'application/json') return null;
-    const format = STREAM_MEDIA_TYPES[type];
+    const format = streamFormat(type);
     if (format !== undefined) return format;
   }
   return null;
