@@ -31,6 +31,7 @@ import healthRoutes from './routes/health';
 import metricsRoutes from './routes/metrics';
 import { registerDocs } from './docs';
 import { registerStreamBodies, StreamBody } from './streams';
+import { answerClientError } from './client-errors';
 import type { AccessControl, Principal, Transport } from './auth';
 import { actorOf, auditAction, outcomeOf, type AuditRecord, type AuditSink } from './audit';
 import type { Metrics } from './metrics';
@@ -174,25 +175,6 @@ function serverTimeouts(requestTimeoutMs: number): { headersTimeout: number; req
     requestTimeout: requestTimeoutMs,
     connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(requestTimeoutMs / 4))),
   };
-}
-
-/** Errors before a request exists (a deadline missed, a malformed request line): the usual error shape. */
-function answerClientError(err: Error & { code?: string }, socket: import('node:net').Socket): void {
-  if (!socket.writable) {
-    socket.destroy();
-    return;
-  }
-  const timeout = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
-  const status = timeout ? 408 : 400;
-  const body = JSON.stringify(
-    timeout
-      ? { code: 'MIMD_REQUEST_TIMEOUT', message: 'the request was not received in time (api.requestTimeoutMs)' }
-      : { code: 'MIMD_BAD_REQUEST', message: 'malformed HTTP request' },
-  );
-  socket.end(
-    `HTTP/1.1 ${status} ${timeout ? 'Request Timeout' : 'Bad Request'}\r\nContent-Type: application/json; charset=utf-8\r\n` +
-      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-  );
 }
 
 /**

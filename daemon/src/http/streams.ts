@@ -2,11 +2,13 @@
 // (application/x-ndjson) or packed binary records (application/octet-stream),
 // read while the inner map fills; and a whole inner map read back the same
 // ways. JSON stays the API's language for everything else.
+import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import type { FastifyRequest } from 'fastify';
 import type { DumpFormat, Labels, VersionBody, VersionInput } from '../domain/slots-api';
 import { badInput, mimdError, UnsupportedMediaTypeError } from '../domain/errors';
 import type { App } from './app';
+import { uploadError } from './client-errors';
 
 export const STREAM_MEDIA_TYPES: Record<string, DumpFormat> = {
   'application/x-ndjson': 'ndjson',
@@ -25,6 +27,8 @@ export class StreamBody {
     readonly format: DumpFormat,
     /** api.maxEntries when the request arrived */
     readonly requestLimit: number,
+    /** the connection it comes on: how the stream ended, if it failed, is known there */
+    readonly socket: Socket | null = null,
   ) {}
 
   /** Whether the client has sent the whole body: if not, the connection is closed after an error instead of reading on. */
@@ -58,7 +62,7 @@ export function registerStreamBodies(app: App, requestLimit: () => number): void
       );
       return;
     }
-    done(null, new StreamBody(payload as Readable, format, requestLimit()));
+    done(null, new StreamBody(payload as Readable, format, requestLimit(), request.raw.socket ?? null));
   });
 }
 
@@ -85,12 +89,26 @@ export function versionInput(body: unknown, query: UploadQuery): VersionInput {
     }
     return body as VersionBody;
   }
-  // destroyOnReturn false: a fill that stops early (bad entry) must not
-  // destroy the request, and with it the socket the error answer goes out on.
-  const stream = body.stream.iterator({ destroyOnReturn: false });
+  const stream = clientPieces(body);
   const input: VersionInput = { format: body.format, body: stream, requestLimit: body.requestLimit, labels: labelsOf(query.label) };
   if (query.maxEntries !== undefined) input.maxEntries = query.maxEntries;
   return input;
+}
+
+/**
+ * The body's pieces; a failure of the stream itself (the client went away,
+ * or missed the deadline) becomes the client's error, so that no layer below
+ * takes it for a kernel refusal.
+ */
+async function* clientPieces(body: StreamBody): AsyncGenerator<Buffer | string> {
+  // destroyOnReturn false: a fill that stops early (bad entry) must not
+  // destroy the request, and with it the socket the error answer goes out on.
+  const pieces = body.stream.iterator({ destroyOnReturn: false });
+  try {
+    for await (const piece of pieces) yield piece as Buffer | string;
+  } catch (err) {
+    throw uploadError(err, body.socket);
+  }
 }
 
 /** `label=name=value`, repeated. */
