@@ -109,3 +109,34 @@ t.test('a streamed read of an unknown slot is the usual 404', async (t) => {
   t.match(res.headers['content-type'], /application\/json/);
   t.match(json(res), { code: 'MIMD_NOT_FOUND', field: 'slot' });
 });
+
+t.test('labels and media types named like Object.prototype members are plain names, not built-ins', async (t) => {
+  const { app, slots } = testApp(t);
+  // `name in labels` once found constructor and toString on every object: "given twice" the first time.
+  const res = await app.inject({
+    method: 'PUT',
+    url: `${SLOT}?label=constructor=x&label=toString=y&label=hasOwnProperty=z`,
+    payload: NDJSON,
+    headers: { 'content-type': 'application/x-ndjson' },
+  });
+  t.equal(res.statusCode, SWAP.created ? 201 : 200, res.body);
+  const upload = slots.only('putSlot')[3] as ReceivedUpload;
+  t.strictSame({ ...upload.labels }, { constructor: 'x', toString: 'y', hasOwnProperty: 'z' }, 'each label, as given, as the JSON body would carry it');
+
+  const twice = await app.inject({ method: 'PUT', url: `${SLOT}?label=constructor=a&label=constructor=b`, payload: NDJSON, headers: { 'content-type': 'application/x-ndjson' } });
+  t.equal(twice.statusCode, 400);
+  t.match(json(twice), { code: 'MIMD_BAD_INPUT', field: 'label[1]', message: /label constructor given twice/ }, 'a name given twice is still refused');
+
+  // Accept: toString once picked Object.prototype.toString as the dump format.
+  for (const accept of ['toString', 'constructor', '__proto__']) {
+    const page = await app.inject({ method: 'GET', url: `${SLOT}/entries`, headers: { accept } });
+    t.equal(page.statusCode, 200, `Accept: ${accept}`);
+    t.strictSame(json(page), PAGE, `Accept: ${accept}: a JSON page`);
+  }
+  t.equal(slots.calls.filter((c) => c.method === 'dumpEntries').length, 0, 'nothing was streamed');
+
+  // A query parameter named like a built-in is an unknown parameter, not a number to convert.
+  const unknown = await app.inject({ method: 'GET', url: `${SLOT}/entries?constructor=5` });
+  t.equal(unknown.statusCode, 400);
+  t.match(json(unknown), { code: 'MIMD_BAD_INPUT', field: 'constructor' });
+});

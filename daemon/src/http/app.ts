@@ -31,6 +31,7 @@ import healthRoutes from './routes/health';
 import metricsRoutes from './routes/metrics';
 import { registerDocs } from './docs';
 import { registerStreamBodies, StreamBody } from './streams';
+import { answerClientError } from './client-errors';
 import type { AccessControl, Principal, Transport } from './auth';
 import { actorOf, auditAction, outcomeOf, type AuditRecord, type AuditSink } from './audit';
 import type { Metrics } from './metrics';
@@ -176,25 +177,6 @@ function serverTimeouts(requestTimeoutMs: number): { headersTimeout: number; req
   };
 }
 
-/** Errors before a request exists (a deadline missed, a malformed request line): the usual error shape. */
-function answerClientError(err: Error & { code?: string }, socket: import('node:net').Socket): void {
-  if (!socket.writable) {
-    socket.destroy();
-    return;
-  }
-  const timeout = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
-  const status = timeout ? 408 : 400;
-  const body = JSON.stringify(
-    timeout
-      ? { code: 'MIMD_REQUEST_TIMEOUT', message: 'the request was not received in time (api.requestTimeoutMs)' }
-      : { code: 'MIMD_BAD_REQUEST', message: 'malformed HTTP request' },
-  );
-  socket.end(
-    `HTTP/1.1 ${status} ${timeout ? 'Request Timeout' : 'Bad Request'}\r\nContent-Type: application/json; charset=utf-8\r\n` +
-      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-  );
-}
-
 /**
  * Authentication and authorization (onRequest), the entry limit
  * (preValidation), and one audit record plus metrics per answered request
@@ -331,7 +313,8 @@ function convertUrlValues(schema: TSchema, data: unknown): unknown {
   if (properties === undefined || data === null || typeof data !== 'object') return data;
   const out: Record<string, unknown> = { ...(data as Record<string, unknown>) };
   for (const [key, value] of Object.entries(out)) {
-    const type = properties[key]?.type;
+    // Own properties only: a parameter named `constructor` is unknown, not Object's.
+    const type = Object.hasOwn(properties, key) ? properties[key]?.type : undefined;
     if (typeof value === 'string' && (type === 'integer' || type === 'number') && DECIMAL[type].test(value)) {
       out[key] = Number(value);
     }

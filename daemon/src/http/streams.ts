@@ -2,16 +2,23 @@
 // (application/x-ndjson) or packed binary records (application/octet-stream),
 // read while the inner map fills; and a whole inner map read back the same
 // ways. JSON stays the API's language for everything else.
+import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import type { FastifyRequest } from 'fastify';
 import type { DumpFormat, Labels, VersionBody, VersionInput } from '../domain/slots-api';
 import { badInput, mimdError, UnsupportedMediaTypeError } from '../domain/errors';
 import type { App } from './app';
+import { uploadError } from './client-errors';
 
 export const STREAM_MEDIA_TYPES: Record<string, DumpFormat> = {
   'application/x-ndjson': 'ndjson',
   'application/octet-stream': 'binary',
 };
+
+/** The streamed format of a media type the client named: own keys only (`toString` is not a format). */
+function streamFormat(type: string): DumpFormat | undefined {
+  return Object.hasOwn(STREAM_MEDIA_TYPES, type) ? STREAM_MEDIA_TYPES[type] : undefined;
+}
 
 /** A request body left unread for the route to stream (see registerStreamBodies). */
 export class StreamBody {
@@ -20,6 +27,8 @@ export class StreamBody {
     readonly format: DumpFormat,
     /** api.maxEntries when the request arrived */
     readonly requestLimit: number,
+    /** the connection it comes on: how the stream ended, if it failed, is known there */
+    readonly socket: Socket | null = null,
   ) {}
 
   /** Whether the client has sent the whole body: if not, the connection is closed after an error instead of reading on. */
@@ -43,7 +52,7 @@ declare module 'fastify' {
 export function registerStreamBodies(app: App, requestLimit: () => number): void {
   app.addContentTypeParser(Object.keys(STREAM_MEDIA_TYPES), (request, payload, done) => {
     const type = mediaType(request.headers['content-type']);
-    const format = STREAM_MEDIA_TYPES[type];
+    const format = streamFormat(type);
     if (!request.routeOptions.config.streamBody || format === undefined) {
       done(
         mimdError(UnsupportedMediaTypeError, `Content-Type: ${type} is taken only by PUT of a slot and POST of a version; this route takes application/json`, {
@@ -53,7 +62,7 @@ export function registerStreamBodies(app: App, requestLimit: () => number): void
       );
       return;
     }
-    done(null, new StreamBody(payload as Readable, format, requestLimit()));
+    done(null, new StreamBody(payload as Readable, format, requestLimit(), request.raw.socket ?? null));
   });
 }
 
@@ -80,19 +89,34 @@ export function versionInput(body: unknown, query: UploadQuery): VersionInput {
     }
     return body as VersionBody;
   }
-  // destroyOnReturn false: a fill that stops early (bad entry) must not
-  // destroy the request, and with it the socket the error answer goes out on.
-  const stream = body.stream.iterator({ destroyOnReturn: false });
+  const stream = clientPieces(body);
   const input: VersionInput = { format: body.format, body: stream, requestLimit: body.requestLimit, labels: labelsOf(query.label) };
   if (query.maxEntries !== undefined) input.maxEntries = query.maxEntries;
   return input;
+}
+
+/**
+ * The body's pieces; a failure of the stream itself (the client went away,
+ * or missed the deadline) becomes the client's error, so that no layer below
+ * takes it for a kernel refusal.
+ */
+async function* clientPieces(body: StreamBody): AsyncGenerator<Buffer | string> {
+  // destroyOnReturn false: a fill that stops early (bad entry) must not
+  // destroy the request, and with it the socket the error answer goes out on.
+  const pieces = body.stream.iterator({ destroyOnReturn: false });
+  try {
+    for await (const piece of pieces) yield piece as Buffer | string;
+  } catch (err) {
+    throw uploadError(err, body.socket);
+  }
 }
 
 /** `label=name=value`, repeated. */
 function labelsOf(label: string | string[] | undefined): Labels {
   const given = label === undefined ? [] : Array.isArray(label) ? label : [label];
   if (given.length > MAX_LABELS) throw badInput('label', `at most ${MAX_LABELS} labels, got ${given.length}`);
-  const labels: Labels = {};
+  // A Map, not an object: `constructor` or `toString` are names like any other.
+  const labels = new Map<string, string>();
   given.forEach((text, i) => {
     const field = given.length === 1 ? 'label' : `label[${i}]`;
     const equals = text.indexOf('=');
@@ -101,10 +125,10 @@ function labelsOf(label: string | string[] | undefined): Labels {
     const value = text.slice(equals + 1);
     if (!LABEL_NAME.test(name)) throw badInput(field, `label name ${JSON.stringify(name.slice(0, 80))} does not match ${LABEL_NAME.source}`);
     if (value.length > MAX_LABEL_VALUE) throw badInput(field, `label value longer than ${MAX_LABEL_VALUE} characters`);
-    if (name in labels) throw badInput(field, `label ${name} given twice`);
-    labels[name] = value;
+    if (labels.has(name)) throw badInput(field, `label ${name} given twice`);
+    labels.set(name, value);
   });
-  return labels;
+  return Object.fromEntries(labels) as Labels;
 }
 
 /**
@@ -118,7 +142,7 @@ export function dumpFormat(request: FastifyRequest): DumpFormat | null {
   for (const part of accept.split(',')) {
     const type = mediaType(part);
     if (type === 'application/json') return null;
-    const format = STREAM_MEDIA_TYPES[type];
+    const format = streamFormat(type);
     if (format !== undefined) return format;
   }
   return null;
