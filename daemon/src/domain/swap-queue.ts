@@ -1,5 +1,5 @@
 // The one path every outer-map update takes. Each update waits one RCU grace
-// period in the kernel (KERNEL-NOTES), so updates run in the addon's worker
+// period in the kernel (synchronize_rcu, 8-16 ms before 6.19), so updates run in the addon's worker
 // threads, a bounded number at a time, and callers past the bound are refused
 // at once (503) rather than queued without limit.
 //

@@ -206,7 +206,8 @@ export class KernelAdapter implements KernelPort {
   }
 
   makePinDir(path: string): void {
-    // 0700: file permissions on pins are the access control (KERNEL-NOTES).
+    // 0700: since 5.19 only map creation and program load check capabilities,
+    // so file permissions on pins are the access control.
     fs.mkdirSync(path, { recursive: true, mode: 0o700 });
     // An existing directory keeps its mode through mkdir: narrow it.
     fs.chmodSync(path, 0o700);
